@@ -1,0 +1,44 @@
+"""maskcodec: segmentation masks <-> Text4Seg text, exactly, fast and safely.
+
+Public API (everything else lives in ``_``-prefixed modules or submodules)::
+
+    quantize(mask, grid=16, method="nearest")        mask -> (rows, cols) grid
+    encode_mask(mask, labels, grid=16, ...)          mask -> answer text
+    decode_mask(text, size=(h, w), mode="repair")    answer text -> bool mask
+    LabelGrid(ids, labels)                           a decoded grid, .render(), .to_text()
+    to_text(grid) / from_text(text)                  multi-class text <-> LabelGrid
+    parse(text, mode=...) / parse_all(text)          ParseResult with repairs and position
+"""
+
+from ._errors import InputError, LabelError, MaskcodecError, ParseError
+from ._labels import check_label, is_safe_label, safe_label
+from ._parser import ParseResult, Repair, decode_mask, from_text, parse, parse_all
+from .grid import LabelGrid, render
+from .quantize import MAX_GRID_SIDE, quantize
+from .text import encode_grid, encode_mask, to_text
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MAX_GRID_SIDE",
+    "InputError",
+    "LabelError",
+    "LabelGrid",
+    "MaskcodecError",
+    "ParseError",
+    "ParseResult",
+    "Repair",
+    "__version__",
+    "check_label",
+    "decode_mask",
+    "encode_grid",
+    "encode_mask",
+    "from_text",
+    "is_safe_label",
+    "parse",
+    "parse_all",
+    "quantize",
+    "render",
+    "safe_label",
+    "to_text",
+]

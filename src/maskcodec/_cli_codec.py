@@ -1,0 +1,203 @@
+"""Subcommands ``encode``, ``decode``, ``validate`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _read_text(arg: str) -> str:
+    """TEXT|-: the text itself, ``-`` for stdin, or ``@FILE`` for a file."""
+    if arg == "-":
+        return sys.stdin.read()
+    if arg.startswith("@"):
+        with open(arg[1:], encoding="utf-8") as fh:
+            return fh.read()
+    return arg
+
+
+def _grid(values: list[int] | None):
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def _size(text: str) -> tuple[int, int]:
+    """WIDTHxHEIGHT -> (height, width)."""
+    from .cli import CLIError
+
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise CLIError(f"--size must be WIDTHxHEIGHT with positive integers, got {text!r}")
+    return int(parts[1]), int(parts[0])
+
+
+def _load_mask(path: str):
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        if img.mode in ("RGB", "RGBA", "LA"):
+            from .cli import CLIError
+
+            raise CLIError(
+                f"{path}: a mask PNG needs one channel (mode 1, L, P, I or I;16); got mode {img.mode}"
+            )
+        return np.asarray(img)
+
+
+def _read_names(path: str) -> dict[int, str]:
+    """A class-name file: one name per line (line i names id i), or 'ID NAME' / 'ID: NAME' lines.
+
+    Blank lines and lines starting with '#' are skipped; ``name, synonym`` keeps the first name.
+    """
+    names: dict[int, str] = {}
+    with open(path, encoding="utf-8") as fh:
+        lines = [ln.rstrip("\n") for ln in fh]
+    explicit = all(
+        ln.split(None, 1)[0].rstrip(":").isdigit() for ln in lines if ln.strip() and not ln.startswith("#")
+    )
+    i = 0
+    for ln in lines:
+        if not ln.strip() or ln.startswith("#"):
+            continue
+        if explicit:
+            key, _, name = ln.strip().partition(" ")
+            idx = int(key.rstrip(":"))
+        else:
+            idx, name = i, ln
+            i += 1
+        names[idx] = name.split(",")[0].strip()
+    return names
+
+
+def cmd_encode(args) -> int:
+    from . import encode_mask
+    from .cli import CLIError
+
+    mask = _load_mask(args.mask)
+    if (args.label is None) == (args.labels is None):
+        raise CLIError("give exactly one of --label (binary mask) or --labels FILE (label map)")
+    labels = args.label if args.label is not None else _read_names(args.labels)
+    text = encode_mask(
+        mask,
+        labels,
+        grid=_grid(args.grid) or 16,
+        method=args.method,
+        format=args.format,
+        envelope=not args.no_envelope,
+        background=args.background,
+        nonempty=args.nonempty,
+    )
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_decode(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from . import parse
+
+    text = _read_text(args.text)
+    height, width = _size(args.size)
+    result = parse(text, grid=_grid(args.grid), mode=args.mode, format=args.format,
+                   envelope=not args.no_envelope, background=args.background)
+    for rep in result.repairs:
+        print(f"repair: line {rep.line}, column {rep.column}: {rep.kind}: {rep.message}", file=sys.stderr)
+    if args.ids:
+        ids = result.grid.render((height, width))
+        Image.fromarray(ids.astype(np.uint8 if len(result.grid.labels) <= 256 else np.int32)).save(args.output)
+        for i, lab in enumerate(result.grid.labels):
+            print(f"{i}\t{lab}")
+    else:
+        mask = result.grid.mask((height, width))
+        Image.fromarray(mask.astype(np.uint8) * 255).save(args.output)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from . import ParseError, parse
+
+    text = _read_text(args.text)
+    try:
+        result = parse(text, grid=_grid(args.grid), mode="strict", format=args.format,
+                       envelope=not args.no_envelope, background=args.background)
+    except ParseError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    g = result.grid
+    print(f"valid: {g.rows}x{g.cols} grid, labels {list(g.labels)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Encode a bundled real COCO mask, print the text, decode it back, print IoU and length."""
+    import json
+    from importlib import resources
+
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    from . import decode_mask, encode_mask
+
+    data = resources.files("maskcodec").joinpath("data/coco_sample.json").read_text()
+    anns = json.loads(data)
+    ann = anns[args.index % len(anns)]
+    mask = mask_utils.decode(ann["segmentation"]).astype(bool)
+    h, w = mask.shape
+    text = encode_mask(mask, args.label, grid=args.grid, method=args.method)
+    back = decode_mask(text, size=(h, w))
+    inter = np.logical_and(mask, back).sum()
+    union = np.logical_or(mask, back).sum()
+    iou = inter / union if union else 1.0
+    print(f"COCO val2014 image {ann['image_id']}, category {ann['category_id']}: "
+          f"{w}x{h} mask, {int(mask.sum())} foreground pixels")
+    print(f"answer ({args.grid}x{args.grid}, {args.method}):")
+    print(text)
+    print(f"characters: {len(text)}")
+    print(f"IoU of the decoded mask against the original: {iou:.4f}")
+    return 0
+
+
+def _common_text_options(p):
+    p.add_argument("--format", choices=("rrle", "irle", "full"), default="rrle")
+    p.add_argument("--no-envelope", action="store_true", help="the text has no <seg>...</seg>")
+    p.add_argument("--background", default="others", help="background label (default: others)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("encode", help="encode a mask PNG as answer text")
+    p.add_argument("mask", help="mask PNG (binary, or a label map with --labels)")
+    p.add_argument("--grid", type=int, nargs="+", metavar="N", default=None,
+                   help="grid size: N, or ROWS COLS (default 16)")
+    p.add_argument("--label", help="foreground label of a binary mask")
+    p.add_argument("--labels", metavar="NAMES.txt", help="class names of a label map, one per line")
+    p.add_argument("--method", choices=("nearest", "area", "coverage"), default="nearest")
+    p.add_argument("--nonempty", action="store_true", help="never lose a small object entirely")
+    _common_text_options(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="decode answer text to a mask PNG")
+    p.add_argument("text", help="the text, '-' for stdin, or @FILE")
+    p.add_argument("--size", required=True, metavar="WIDTHxHEIGHT")
+    p.add_argument("--grid", type=int, nargs="+", metavar="N", default=None)
+    p.add_argument("--mode", choices=("strict", "repair", "text4seg"), default="repair")
+    p.add_argument("--ids", action="store_true", help="write label ids (and print the id table) instead of 0/255")
+    p.add_argument("-o", "--output", required=True, help="output PNG")
+    _common_text_options(p)
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("validate", help="check answer text strictly (exit 0, or 1 with a positioned message)")
+    p.add_argument("text", help="the text, '-' for stdin, or @FILE")
+    p.add_argument("--grid", type=int, nargs="+", metavar="N", default=None)
+    _common_text_options(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("demo", help="encode and decode a bundled real COCO mask")
+    p.add_argument("--index", type=int, default=3, help="which bundled mask (0-23)")
+    p.add_argument("--grid", type=int, default=16)
+    p.add_argument("--label", default="white horse")
+    p.add_argument("--method", choices=("nearest", "area", "coverage"), default="nearest")
+    p.set_defaults(func=cmd_demo)

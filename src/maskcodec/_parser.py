@@ -1,0 +1,902 @@
+"""The hand-written parser for Text4Seg text, in three modes.
+
+Grammar (EBNF; ``-`` is set difference).  It is also in ``docs/format.md``::
+
+    answer     = "<seg>" , body , "</seg>" ;
+    body       = rrle_body | irle_body | full_body ;       (chosen by `format`)
+    rrle_body  = row , { "\\n " , row } , "\\n" ;
+    row        = run , { "| " , run } ;                     (counts sum to cols)
+    irle_body  = run , { "| " , run } , "\\n" ;             (counts sum to rows*cols)
+    full_body  = label , { "| " , label } , "\\n" ;         (rows*cols labels)
+    run        = label , " *" , count ;
+    count      = nonzero , { digit } ;
+    nonzero    = "1" | ... | "9" ;   digit = "0" | nonzero ;
+    label      = edge , [ { inner } , edge ] ;              (no "<seg>" / "</seg>" inside)
+    edge       = inner - whitespace ;
+    inner      = char - ( "|" | "*" | line break | control character other than tab ) ;
+
+Modes
+-----
+``"strict"``
+    Exactly the grammar; ``rows`` rows of ``cols`` cells (inferred from the
+    text when ``grid`` is None); labels from ``labels`` when given.  Any
+    deviation raises :class:`~maskcodec.ParseError` with line and column.
+``"repair"``
+    For model output.  Never raises on text; always returns ``rows x cols``
+    and records every repair (see :class:`Repair`).  Policy, per row:
+    ``"\\n"``/``"|"`` without the space, ``"\\r"`` and stray whitespace are
+    tolerated; a short row is padded with its own last label; a long row is
+    cut; a row with no readable run is background; missing rows are
+    background; extra rows are dropped; counts over the row width are
+    clamped; a truncated answer (no ``</seg>``) keeps every row that was
+    terminated by a newline and drops the unfinished one.  Labels: the
+    background matches case-insensitively; with a vocabulary, labels match
+    exactly, then case- and space-insensitively, else follow ``unknown``.
+``"text4seg"``
+    Reproduces the reference decoder of the Text4Seg evaluation scripts,
+    quirks included (see ``docs/format.md``), for reproducing published
+    numbers.  Never raises on text.
+
+No count is ever used to allocate: counts are bounded by the row width (or
+the grid size) before anything is expanded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Final, Literal, NamedTuple
+
+import numpy as np
+
+from ._errors import InputError, LabelError, ParseError
+from ._labels import _problem, is_safe_label, safe_label
+from .grid import LabelGrid
+from .quantize import MAX_GRID_SIDE, as_grid
+
+__all__ = ["ParseResult", "Repair", "decode_mask", "from_text", "parse", "parse_all"]
+
+SEG_OPEN: Final = "<seg>"
+SEG_CLOSE: Final = "</seg>"
+ROW_SEP: Final = "\n "
+RUN_SEP: Final = "| "
+COUNT_MARK: Final = " *"
+BODY_END: Final = "\n"
+
+#: Grid used when repair mode has nothing to infer one from.
+DEFAULT_GRID: Final = 16
+# A count with more digits than this is out of range whatever the grid (1024**2 < 10**7).
+_MAX_COUNT_DIGITS: Final = 7
+
+Mode = Literal["strict", "repair", "text4seg"]
+_MODES = ("strict", "repair", "text4seg")
+_FORMATS = ("rrle", "irle", "full")
+
+# Where a label stops: a structural character or a tag.  Used as a lexer helper
+# (find the next stop), never to match structure.
+_STOP = re.compile("[|*\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]|</?seg>")
+_DIGITS = frozenset("0123456789")
+
+
+class Repair(NamedTuple):
+    """One change repair mode made to model output.
+
+    ``kind`` is one of: ``no_block``, ``unterminated``, ``incomplete_row``,
+    ``bad_run``, ``bad_separator``, ``clamped_count``, ``short_row``,
+    ``long_row``, ``empty_row``, ``missing_rows``, ``extra_rows``,
+    ``unknown_label``, ``mapped_label``, ``unsafe_label``, ``inferred_grid``,
+    ``short_body``, ``long_body``.
+    """
+
+    kind: str
+    line: int
+    column: int
+    message: str
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """What :func:`parse` found: the grid, where it was and what was repaired."""
+
+    grid: LabelGrid
+    repairs: tuple[Repair, ...] = ()
+    start: int = 0
+    end: int = 0
+    complete: bool = True
+    found: bool = field(default=True)
+
+    @property
+    def repaired(self) -> bool:
+        return bool(self.repairs)
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+def _show(text: str, pos: int) -> str:
+    if pos >= len(text):
+        return "end of text"
+    for tag in (SEG_OPEN, SEG_CLOSE):
+        if text.startswith(tag, pos):
+            return repr(tag)
+    return repr(text[pos])
+
+
+# =========================================================================== strict
+
+
+class _Strict:
+    """Strict recursive-descent parser: one method per grammar rule, ``rule(pos) -> pos``."""
+
+    def __init__(self, text, rows, cols, vocab, background, envelope, end):
+        self.src = text
+        self.rows = rows
+        self.cols = cols
+        self.vocab = vocab
+        self.background = background
+        self.envelope = envelope
+        self.end = end  # where the body may end (len(text) without envelope)
+        self.index: dict[str, int] = {background: 0}
+        self.labels: list[str] = [background]
+
+    def error(self, reason, pos, expected=""):
+        return ParseError(reason, self.src, pos, expected)
+
+    def label(self, pos):
+        """label: the text up to the next structural character; returns where it stops."""
+        m = _STOP.search(self.src, pos, self.end)
+        return m.start() if m else self.end
+
+    def intern(self, name, pos):
+        problem = _problem(name)
+        if problem is not None:
+            raise self.error(problem, pos, "a label")
+        i = self.index.get(name)
+        if i is None:
+            if self.vocab is not None and name not in self.vocab:
+                shown = ", ".join(repr(v) for v in sorted(self.vocab)[:10])
+                more = ", ..." if len(self.vocab) > 10 else ""
+                raise self.error(f"unknown label {name!r}; expected one of {shown}{more}", pos, "a label")
+            i = len(self.labels)
+            self.index[name] = i
+            self.labels.append(name)
+        return i
+
+    def run(self, pos, limit):
+        """run = label " *" count; returns (pos, id, count)."""
+        src = self.src
+        stop = self.label(pos)
+        if stop >= self.end or src[stop] != "*":
+            raise self.error(
+                f"expected ' *' and a count after {src[pos:stop]!r}, found {_show(src, stop)}",
+                stop,
+                "' *'",
+            )
+        if stop == pos or src[stop - 1] != " ":
+            raise self.error("expected a space before '*'", stop, "' *'")
+        name = src[pos : stop - 1]
+        if not name:
+            raise self.error("empty label before ' *'", pos, "a label")
+        ident = self.intern(name, pos)
+        return self.count(stop + 1, limit, ident)
+
+    def count(self, pos, limit, ident):
+        """count = nonzero { digit }, at most ``limit``."""
+        src = self.src
+        k = pos
+        while k < self.end and src[k] in _DIGITS:
+            k += 1
+        digits = src[pos:k]
+        if not digits:
+            raise self.error(f"expected a count after '*', found {_show(src, pos)}", pos, "a count")
+        if digits[0] == "0":
+            raise self.error(f"count {digits!r} starts with 0", pos, "a count from 1")
+        if len(digits) > _MAX_COUNT_DIGITS or int(digits) > limit:
+            raise self.error(f"count {digits} exceeds the {limit} cells left", pos, f"a count <= {limit}")
+        return k, ident, int(digits)
+
+    def sep(self, pos):
+        """After a run or label: ``"| "`` (True), the body end (False) or an error."""
+        src = self.src
+        if src.startswith(RUN_SEP, pos):
+            return True
+        if pos < self.end and src[pos] == "|":
+            raise self.error(f"expected '| ' between runs, found '|' then {_show(src, pos + 1)}", pos + 1, "' '")
+        return False
+
+    def row(self, pos, r, out):
+        """row = run { "| " run }, its counts summing to ``cols``."""
+        width = self.cols if self.cols is not None else MAX_GRID_SIDE
+        total = 0
+        while True:
+            pos, ident, n = self.run(pos, width - total)
+            out.append((ident, n))
+            total += n
+            if not self.sep(pos):
+                break
+            if self.cols is not None and total == width:
+                raise self.error(f"row {r + 1} already has {width} cells; expected its end", pos, "'\\n'")
+            pos += len(RUN_SEP)
+        if self.cols is None:
+            self.cols = total
+        elif total != self.cols:
+            raise self.error(f"row {r + 1} has {total} cells, expected {self.cols}", pos, "'| ' and more runs")
+        return pos
+
+    def body_end(self, pos):
+        """The ``"\\n"`` that ends a body, then ``</seg>`` (or the end of the text)."""
+        src = self.src
+        if pos >= self.end or src[pos] != "\n":
+            raise self.error(f"expected a newline, found {_show(src, pos)}", pos, "'\\n'")
+        pos += 1
+        return pos
+
+    def closed(self, pos):
+        if self.envelope:
+            return self.src.startswith(SEG_CLOSE, pos)
+        return pos >= self.end
+
+    def rrle(self, pos):
+        """rrle_body = row { "\\n " row } "\\n"."""
+        src = self.src
+        runs: list[list[tuple[int, int]]] = []
+        while True:
+            out: list[tuple[int, int]] = []
+            pos = self.row(pos, len(runs), out)
+            runs.append(out)
+            pos = self.body_end(pos)
+            if self.closed(pos):
+                break
+            if pos < self.end and src[pos] == " ":
+                if self.rows is not None and len(runs) >= self.rows:
+                    raise self.error(f"more than {self.rows} rows", pos + 1, "'</seg>'" if self.envelope else "end of text")
+                if len(runs) >= MAX_GRID_SIDE:
+                    raise self.error(f"more than {MAX_GRID_SIDE} rows", pos + 1)
+                pos += 1
+                continue
+            want = "' ' (next row) or '</seg>'" if self.envelope else "' ' (next row) or end of text"
+            raise self.error(f"expected {want}, found {_show(src, pos)}", pos, want)
+        if self.rows is not None and len(runs) != self.rows:
+            raise self.error(f"expected {self.rows} rows, got {len(runs)}", pos, "' ' (next row)")
+        self.rows = len(runs)
+        ids = np.empty((self.rows, self.cols), dtype=np.int64)
+        for r, out in enumerate(runs):
+            c = 0
+            for ident, n in out:
+                ids[r, c : c + n] = ident
+                c += n
+        return pos, ids
+
+    def _cells_limit(self):
+        if self.rows is not None and self.cols is not None:
+            return self.rows * self.cols
+        return MAX_GRID_SIDE * MAX_GRID_SIDE
+
+    def irle(self, pos):
+        """irle_body = run { "| " run } "\\n"."""
+        limit = self._cells_limit()
+        runs: list[tuple[int, int]] = []
+        total = 0
+        while True:
+            pos, ident, n = self.run(pos, limit - total)
+            runs.append((ident, n))
+            total += n
+            if not self.sep(pos):
+                break
+            pos += len(RUN_SEP)
+        return self._flat_end(pos, np.repeat([i for i, _ in runs], [n for _, n in runs]))
+
+    def full(self, pos):
+        """full_body = label { "| " label } "\\n"."""
+        limit = self._cells_limit()
+        cells: list[int] = []
+        while True:
+            stop = self.label(pos)
+            name = self.src[pos:stop]
+            if not name:
+                raise self.error(f"expected a label, found {_show(self.src, pos)}", pos, "a label")
+            if stop < self.end and self.src[stop] not in "|\n":
+                raise self.error(f"found {_show(self.src, stop)} inside a label", stop, "'| ' or '\\n'")
+            if len(cells) >= limit:
+                raise self.error(f"more than {limit} cells", pos)
+            cells.append(self.intern(name, pos))
+            pos = stop
+            if not self.sep(pos):
+                break
+            pos += len(RUN_SEP)
+        return self._flat_end(pos, np.asarray(cells, dtype=np.int64))
+
+    def _flat_end(self, pos, flat):
+        end = self.body_end(pos)
+        if not self.closed(end):
+            want = "'</seg>'" if self.envelope else "end of text"
+            raise self.error(f"expected {want}, found {_show(self.src, end)}", end, want)
+        n = flat.size
+        if self.rows is None or self.cols is None:
+            side = int(round(n**0.5))
+            if side * side != n:
+                raise self.error(
+                    f"cannot infer the grid of {n} cells (not a square); pass grid=(rows, cols)", pos
+                )
+            self.rows = self.cols = side
+        if n != self.rows * self.cols:
+            raise self.error(f"expected {self.rows * self.cols} cells, got {n}", pos, "'| ' and more")
+        return end, flat.reshape(self.rows, self.cols)
+
+
+def _vocab(labels, background):
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        raise TypeError("labels must be a collection of str (the allowed foreground labels)")
+    vocab = set(labels)
+    vocab.add(background)
+    return vocab
+
+
+def _strict(text, start, end, rows, cols, fmt, vocab, background, envelope):
+    p = _Strict(text, rows, cols, vocab, background, envelope, end)
+    pos, ids = getattr(p, fmt)(start)
+    dtype = np.uint8 if len(p.labels) <= 256 else np.int32
+    return pos, LabelGrid._trusted(ids.astype(dtype), tuple(p.labels))
+
+
+def _fast_rrle(text, start, end, rows, cols, vocab, background):
+    """The Numba fast path for well-formed R-RLE; None when the text needs the full parser."""
+    from . import _kernels
+
+    body = text[start:end]
+    buf = np.frombuffer(body.encode("utf-8"), dtype=np.uint8)
+    if buf.size == 0:
+        return None
+    nmax = buf.size // 4 + 1
+    run_lab = np.empty(nmax, dtype=np.int64)
+    run_cnt = np.empty(nmax, dtype=np.int64)
+    spans = np.empty((256, 2), dtype=np.int64)
+    shape = np.zeros(4, dtype=np.int64)
+    status = _kernels.parse_rrle(
+        buf, 0, buf.size, -1 if rows is None else rows, -1 if cols is None else cols,
+        MAX_GRID_SIDE, run_lab, run_cnt, spans, shape,
+    )
+    if status != 0:
+        return None
+    nr, nc, nlab, nrun = (int(v) for v in shape)
+    raw = buf.tobytes()
+    names = [raw[a:b].decode("utf-8") for a, b in spans[:nlab].tolist()]
+    for name in names:
+        if _problem(name) is not None or (vocab is not None and name not in vocab):
+            return None
+    labels = [background]
+    remap = np.empty(nlab, dtype=np.int64)
+    for k, name in enumerate(names):
+        if name == background:
+            remap[k] = 0
+        else:
+            remap[k] = len(labels)
+            labels.append(name)
+    dtype = np.uint8 if len(labels) <= 256 else np.int32
+    ids = np.repeat(remap[run_lab[:nrun]], run_cnt[:nrun]).astype(dtype).reshape(nr, nc)
+    return LabelGrid._trusted(ids, tuple(labels))
+
+
+# =========================================================================== repair
+
+
+class _Repairer:
+    def __init__(self, text, rows, cols, vocab, background, unknown):
+        self.src = text
+        self.rows = rows
+        self.cols = cols
+        self.background = background
+        self.bg_fold = background.casefold()
+        self.vocab = vocab
+        self.fold = {_fold(v): v for v in vocab} if vocab is not None else None
+        self.unknown = unknown
+        self.repairs: list[Repair] = []
+        self.index: dict[str, int] = {background: 0}
+        self.labels: list[str] = [background]
+        self.cache: dict[str, int] = {}
+
+    def note(self, kind, pos, message):
+        line, col = _line_col(self.src, pos)
+        self.repairs.append(Repair(kind, line, col, message))
+
+    def ident(self, raw, pos):
+        """Map a raw label to an id, applying the label rules."""
+        hit = self.cache.get(raw)
+        if hit is not None:
+            return hit
+        name = raw
+        if name == self.background or name.casefold() == self.bg_fold:
+            ident = 0
+        elif self.vocab is not None and name not in self.vocab:
+            mapped = self.fold.get(_fold(name))
+            if mapped is not None:
+                self.note("mapped_label", pos, f"label {name!r} read as {mapped!r}")
+                ident = self._add(mapped)
+            elif self.unknown == "keep" and is_safe_label(name):
+                self.note("unknown_label", pos, f"unknown label {name!r} kept")
+                ident = self._add(name)
+            else:
+                self.note("unknown_label", pos, f"unknown label {name!r} read as background")
+                ident = 0
+        else:
+            if not is_safe_label(name):
+                fixed = safe_label(name, fallback=self.background)
+                self.note("unsafe_label", pos, f"label {name!r} made safe as {fixed!r}")
+                name = fixed
+            ident = 0 if name == self.background else self._add(name)
+        self.cache[raw] = ident
+        return ident
+
+    def _add(self, name):
+        i = self.index.get(name)
+        if i is None:
+            i = self.index[name] = len(self.labels)
+            self.labels.append(name)
+        return i
+
+    def runs(self, line, base, limit, truncated):
+        """Read one line's runs tolerantly: a list of (id, count, pos).
+
+        Pieces are split on "|"; inside a piece every ``*`` followed by digits
+        ends a run, so a missing separator (``dog *3 others *5``) is recovered.
+        """
+        out = []
+        pos = base
+        pieces = line.split("|")
+        for k, piece in enumerate(pieces):
+            ppos = pos
+            pos += len(piece) + 1
+            if k > 0 and piece and not piece.startswith(" "):
+                self.note("bad_separator", ppos - 1, "'|' without the space after it")
+            if not piece.strip():
+                if len(pieces) > 1:
+                    self.note("bad_run", ppos, "empty run dropped")
+                continue
+            scanned = list(_scan_runs(piece))
+            for j, (label, count, off) in enumerate(scanned):
+                rpos = ppos + off
+                label = label.strip()
+                if count is None or not label:
+                    if truncated and k == len(pieces) - 1 and j == len(scanned) - 1:
+                        continue  # the unfinished run of a truncated answer
+                    shown = (label or piece.strip())[:40]
+                    self.note("bad_run", rpos, f"unreadable run {shown!r} dropped")
+                    continue
+                if j > 0:
+                    self.note("bad_separator", rpos, "run not preceded by '| '")
+                if len(count) > _MAX_COUNT_DIGITS or int(count) > limit:
+                    self.note("clamped_count", rpos, f"count {count[:12]} clamped to {limit}")
+                    n = limit
+                else:
+                    n = int(count)
+                if n == 0:
+                    self.note("bad_run", rpos, "run of 0 cells dropped")
+                    continue
+                out.append((self.ident(label, rpos), n, rpos))
+        return out
+
+
+def _scan_runs(piece: str):
+    """Yield (label, digits or None, offset) for each ``label *digits`` in ``piece``."""
+    i = 0
+    n = len(piece)
+    search = 0
+    while i < n:
+        star = piece.find("*", search)
+        if star < 0:
+            if piece[i:].strip():
+                yield piece[i:], None, i
+            return
+        j = star + 1
+        while j < n and piece[j] == " ":
+            j += 1
+        k = j
+        while k < n and piece[k] in _DIGITS:
+            k += 1
+        if k == j:  # a "*" without digits is part of the label
+            search = star + 1
+            continue
+        yield piece[i:star], piece[j:k], i
+        i = search = k
+
+
+def _fold(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+def _lines(body: str, base: int):
+    """Split on newlines (tolerating "\\r\\n" and "\\r"), yielding (text, start, terminated)."""
+    pos = 0
+    n = len(body)
+    while pos <= n:
+        k = body.find("\n", pos)
+        if k < 0:
+            yield body[pos:], base + pos, False
+            return
+        yield body[pos:k], base + pos, True
+        pos = k + 1
+
+
+def _repair_rrle(rp, body, base, complete):
+    rows_out = []
+    raw_rows = []
+    for line, lpos, terminated in _lines(body.replace("\r\n", "\n").replace("\r", "\n"), base):
+        if not line.strip():
+            continue
+        if not terminated and not complete:
+            rp.note("incomplete_row", lpos, "unfinished last row of a truncated answer dropped")
+            continue
+        if not terminated and complete:
+            rp.note("bad_separator", lpos + len(line), "missing newline before '</seg>'")
+        if not line.startswith(" ") and raw_rows:
+            rp.note("bad_separator", lpos, "row not preceded by '\\n '")
+        limit = rp.cols if rp.cols is not None else MAX_GRID_SIDE
+        raw_rows.append((rp.runs(line, lpos, limit, False), lpos))
+    if rp.cols is None or rp.rows is None:
+        sums = [sum(n for _, n, _ in runs) for runs, _ in raw_rows if runs]
+        if rp.cols is None:
+            rp.cols = min(Counter(sums).most_common(1)[0][0], MAX_GRID_SIDE) if sums else DEFAULT_GRID
+        if rp.rows is None:
+            n = len(raw_rows)
+            rp.rows = rp.cols if (not complete and n < rp.cols) or n == 0 else min(n, MAX_GRID_SIDE)
+        rp.note("inferred_grid", base, f"grid inferred as {rp.rows}x{rp.cols}")
+    rows, cols = rp.rows, rp.cols
+    ids = np.zeros((rows, cols), dtype=np.int64)
+    for r, (runs, lpos) in enumerate(raw_rows):
+        if r >= rows:
+            rp.note("extra_rows", lpos, f"{len(raw_rows) - rows} row(s) beyond {rows} dropped")
+            break
+        c = 0
+        last = 0
+        for ident, n, rpos in runs:
+            if c >= cols:
+                rp.note("long_row", rpos, f"row {r + 1} is longer than {cols} cells; cut")
+                break
+            take = min(n, cols - c)
+            if take < n:
+                rp.note("long_row", rpos, f"row {r + 1} is longer than {cols} cells; cut")
+            ids[r, c : c + take] = ident
+            c += take
+            last = ident
+            if take < n:
+                break
+        if not runs:
+            rp.note("empty_row", lpos, f"row {r + 1} has no readable run; background")
+        elif c < cols:
+            rp.note("short_row", lpos, f"row {r + 1} has {c} of {cols} cells; padded with its last label")
+            ids[r, c:] = last
+        rows_out.append(r)
+    if len(raw_rows) < rows:
+        rp.note(
+            "missing_rows",
+            base + len(body),
+            f"{rows - len(raw_rows)} missing row(s) filled with background",
+        )
+    return ids
+
+
+def _repair_flat(rp, body, base, complete, fmt):
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    if fmt == "full":
+        cells = []
+        pos = base
+        for piece in re.split(r"[|\n]", text):
+            name = piece.strip()
+            if name:
+                cells.append(rp.ident(name, pos))
+            pos += len(piece) + 1
+        flat = np.asarray(cells, dtype=np.int64)
+    else:
+        runs = rp.runs(text.replace("\n", " "), base, MAX_GRID_SIDE * MAX_GRID_SIDE, not complete)
+        total = 0
+        kept = []
+        limit = (rp.rows * rp.cols) if rp.rows and rp.cols else MAX_GRID_SIDE * MAX_GRID_SIDE
+        for ident, n, _ in runs:
+            n = min(n, limit - total)
+            if n <= 0:
+                break
+            kept.append((ident, n))
+            total += n
+        flat = np.repeat([i for i, _ in kept], [n for _, n in kept]).astype(np.int64)
+    if rp.rows is None or rp.cols is None:
+        side = max(1, min(int(round(flat.size**0.5)), MAX_GRID_SIDE)) if flat.size else DEFAULT_GRID
+        rp.rows = rp.cols = side
+        rp.note("inferred_grid", base, f"grid inferred as {side}x{side}")
+    want = rp.rows * rp.cols
+    if flat.size < want:
+        rp.note("short_body", base + len(body), f"{flat.size} of {want} cells; padded with the last label")
+        fill = flat[-1] if flat.size else 0
+        flat = np.concatenate([flat, np.full(want - flat.size, fill, dtype=np.int64)])
+    elif flat.size > want:
+        rp.note("long_body", base + len(body), f"{flat.size} cells for {want}; cut")
+        flat = flat[:want]
+    return flat.reshape(rp.rows, rp.cols)
+
+
+# =========================================================================== text4seg
+
+
+def _t4s_int(s: str):
+    """Python's int(str) for the reference's int(count); None where it raises."""
+    try:
+        return int(s)
+    except ValueError:
+        return None
+
+
+def _text4seg(text, rows, cols, fmt, vocab_list, background):
+    """The Text4Seg evaluation decoder, quirk for quirk, without allocating from counts."""
+    want = rows * cols
+    parts = text.split(SEG_OPEN)
+    empty = np.zeros((rows, cols), dtype=np.int64)
+    if len(parts) < 2:
+        return empty, False
+    body = parts[1].split(SEG_CLOSE)[0]
+    # decode_mask: rows on "\n ", runs on "| ", label/count on " *", then "|".join
+    cells: list[str] = []
+    bg_seen = False
+    if fmt == "full":
+        joined_cells = None
+        seq = body.split("|")
+    else:
+        seq = None
+        for row in body.strip("\n").split("\n "):
+            for token in row.split("| "):
+                pieces = token.split(" *")
+                if len(pieces) != 2:
+                    return empty, False
+                label, count = pieces
+                n = _t4s_int(count)
+                if n is None:
+                    return empty, False
+                # Expanding past `want` cells changes nothing but the cut, so stop early.
+                # Each cell may split further on "|" below, never into fewer pieces.
+                if n > 0:
+                    if len(cells) < want:
+                        cells.extend([label] * min(n, want - len(cells)))
+                    elif not bg_seen:
+                        bg_seen = any(p.strip() == background for p in label.split("|"))
+        joined_cells = cells
+    if seq is None:
+        seq = "|".join(joined_cells).split("|")
+    seq = [s.strip() for s in seq]
+    # translate: a fixed table (semantic script) or ids by first appearance (referring script)
+    if vocab_list is not None:
+        table = {name: i + 1 for i, name in enumerate(vocab_list)}
+        table[background] = 0
+        ids = [table.get(s, 0) for s in seq[:want]]
+        names = None
+    else:
+        order = list(dict.fromkeys(seq))
+        if background in order:
+            order.remove(background)
+            order.insert(0, background)
+        elif bg_seen:
+            order.insert(0, background)
+        table = {name: i for i, name in enumerate(order)}
+        ids = [table[s] for s in seq[:want]]
+        names = order
+    if len(ids) < want:
+        ids = ids + [ids[-1]] * (want - len(ids))
+    return np.asarray(ids, dtype=np.int64).reshape(rows, cols), names
+
+
+# =========================================================================== entry points
+
+
+def _check_options(mode, format, envelope, background):
+    if mode not in _MODES:
+        raise InputError(f"unknown mode {mode!r}; choose one of {', '.join(_MODES)}")
+    if format not in _FORMATS:
+        raise InputError(f"unknown format {format!r}; choose one of {', '.join(_FORMATS)}")
+    if not isinstance(background, str) or _problem(background) is not None:
+        raise LabelError(f"background label {background!r} is not a safe label")
+
+
+def _blocks(text: str, envelope: bool, first_only: bool):
+    """Yield (body_start, body_end or None when unterminated, block_start)."""
+    if not envelope:
+        yield 0, len(text), 0
+        return
+    pos = 0
+    while True:
+        i = text.find(SEG_OPEN, pos)
+        if i < 0:
+            return
+        j = text.find(SEG_CLOSE, i + len(SEG_OPEN))
+        yield i + len(SEG_OPEN), (j if j >= 0 else None), i
+        if j < 0 or first_only:
+            return
+        pos = j + len(SEG_CLOSE)
+
+
+def _parse_block(text, body_start, body_end, block_start, rows, cols, mode, format, vocab, background, envelope, unknown):
+    if mode == "strict":
+        grid = None
+        if format == "rrle" and body_end is not None:
+            grid = _fast_rrle(text, body_start, body_end, rows, cols, vocab, background)
+        if grid is not None:
+            end = body_end + (len(SEG_CLOSE) if envelope else 0)
+        else:
+            end, grid = _strict(text, body_start, len(text), rows, cols, format, vocab, background, envelope)
+            if envelope:
+                end += len(SEG_CLOSE)
+        return ParseResult(grid, (), block_start, end, True)
+    # repair
+    complete = body_end is not None
+    stop = body_end if complete else len(text)
+    if format == "rrle" and complete:
+        grid = _fast_rrle(text, body_start, body_end, rows, cols, vocab, background)
+        if grid is not None:
+            return ParseResult(grid, (), block_start, stop + (len(SEG_CLOSE) if envelope else 0), True)
+    rp = _Repairer(text, rows, cols, vocab, background, unknown)
+    if not complete:
+        rp.note("unterminated", stop, "no '</seg>': the answer was cut off")
+    body = text[body_start:stop]
+    if format == "rrle":
+        ids = _repair_rrle(rp, body, body_start, complete)
+    else:
+        ids = _repair_flat(rp, body, body_start, complete, format)
+    dtype = np.uint8 if len(rp.labels) <= 256 else np.int32
+    grid = LabelGrid._trusted(ids.astype(dtype), tuple(rp.labels))
+    end = stop + (len(SEG_CLOSE) if (envelope and complete) else 0)
+    return ParseResult(grid, tuple(rp.repairs), block_start, end, complete)
+
+
+def _grid_or_none(grid):
+    if grid is None:
+        return None, None
+    return as_grid(grid)
+
+
+def parse(
+    text: str,
+    /,
+    *,
+    grid: int | tuple[int, int] | None = None,
+    mode: Mode = "strict",
+    format: str = "rrle",
+    envelope: bool = True,
+    background: str = "others",
+    labels=None,
+    unknown: Literal["background", "keep"] = "background",
+) -> ParseResult:
+    """Parse the first ``<seg>`` block of ``text`` (or all of it with ``envelope=False``).
+
+    Parameters
+    ----------
+    text : str
+        Model output or a stored answer; free text around the block is ignored.
+    grid : int or (rows, cols), optional
+        The expected grid; inferred from the text when None (strict: from the
+        first row's width and the row count; repair: from the most common row
+        width, and a truncated answer is assumed square).
+    mode : {"strict", "repair", "text4seg"}
+        See the module documentation.
+    format : {"rrle", "irle", "full"}
+    envelope : bool
+        Whether the text carries ``<seg>...</seg>``.
+    background : str
+        The background label.
+    labels : collection of str, optional
+        The allowed foreground labels (strict: others are an error; repair:
+        see ``unknown``; text4seg: a fixed table, others are background).
+    unknown : {"background", "keep"}
+        Repair mode: what an unknown label becomes when ``labels`` is given.
+
+    Returns
+    -------
+    ParseResult
+        ``.grid`` (a :class:`~maskcodec.LabelGrid`), ``.repairs``, the block's
+        ``.start``/``.end`` offsets, ``.complete`` and ``.found``.
+
+    Raises
+    ------
+    ParseError
+        In strict mode, with ``line``, ``column`` and ``pos``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    _check_options(mode, format, envelope, background)
+    if unknown not in ("background", "keep"):
+        raise InputError(f"unknown must be 'background' or 'keep', got {unknown!r}")
+    rows, cols = _grid_or_none(grid)
+    vocab = _vocab(labels, background)
+    if mode == "text4seg":
+        r, c = (rows, cols) if rows is not None else (DEFAULT_GRID, DEFAULT_GRID)
+        t = text if envelope else SEG_OPEN + text
+        ids, names = _text4seg(t, r, c, format, None if labels is None else list(labels), background)
+        if names is None or names is False:
+            labels_out = (background,) + tuple(labels or ())
+            if names is False:
+                labels_out = (background,)
+        else:
+            labels_out = tuple(names) if names else (background,)
+        dtype = np.uint8 if len(labels_out) <= 256 else np.int32
+        found = names is not False
+        return ParseResult(LabelGrid._trusted(ids.astype(dtype), labels_out), (), 0, len(text), found, found)
+    for body_start, body_end, block_start in _blocks(text, envelope, True):
+        return _parse_block(
+            text, body_start, body_end, block_start, rows, cols, mode, format, vocab, background, envelope, unknown
+        )
+    if mode == "strict":
+        raise ParseError(f"no {SEG_OPEN!r} in the text", text, 0, repr(SEG_OPEN))
+    r, c = (rows, cols) if rows is not None else (DEFAULT_GRID, DEFAULT_GRID)
+    line, col = 1, 1
+    rep = Repair("no_block", line, col, f"no {SEG_OPEN!r} in the text; the grid is all background")
+    empty = LabelGrid._trusted(np.zeros((r, c), dtype=np.uint8), (background,))
+    return ParseResult(empty, (rep,), 0, 0, False, False)
+
+
+def parse_all(text: str, /, **options) -> list[ParseResult]:
+    """Parse every ``<seg>`` block of ``text``, in order (options as :func:`parse`).
+
+    Returns an empty list when there is no block (also in strict mode).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    mode = options.get("mode", "strict")
+    if mode == "text4seg":
+        raise InputError("parse_all does not support mode='text4seg' (the reference reads one block)")
+    options.setdefault("format", "rrle")
+    options.setdefault("background", "others")
+    _check_options(mode, options["format"], options.get("envelope", True), options["background"])
+    if not options.get("envelope", True):
+        return [parse(text, **options)]
+    rows, cols = _grid_or_none(options.get("grid"))
+    vocab = _vocab(options.get("labels"), options["background"])
+    results = []
+    for body_start, body_end, block_start in _blocks(text, True, False):
+        results.append(
+            _parse_block(
+                text, body_start, body_end, block_start, rows, cols, mode, options["format"],
+                vocab, options["background"], True, options.get("unknown", "background"),
+            )
+        )
+    return results
+
+
+def from_text(text: str, /, *, mode: Mode = "strict", **options) -> LabelGrid:
+    """Parse text to a :class:`~maskcodec.LabelGrid` (strict by default; options as :func:`parse`).
+
+    Examples
+    --------
+    >>> g = from_text("<seg>others *1| cat *2\\n others *3\\n</seg>")
+    >>> g.labels, g.ids.tolist()
+    (('others', 'cat'), [[0, 1, 1], [0, 0, 0]])
+    >>> from_text("<seg>others *1| cat *1\\n others *3\\n</seg>")
+    Traceback (most recent call last):
+    ...
+    maskcodec._errors.ParseError: line 1, column 23: row 1 has 2 cells, expected... 
+    """
+    return parse(text, mode=mode, **options).grid
+
+
+def decode_mask(
+    text: str,
+    /,
+    *,
+    size,
+    grid: int | tuple[int, int] | None = None,
+    mode: Mode = "repair",
+    align: Literal["corner", "center"] = "corner",
+    **options,
+) -> np.ndarray:
+    """Decode an answer to a boolean foreground mask of ``size = (height, width)``.
+
+    Every label other than the background is foreground.  The default
+    ``mode="repair"`` never raises on text (see :func:`parse`); use
+    :func:`parse` to see what was repaired.
+
+    Examples
+    --------
+    >>> decode_mask("<seg>others *1| dog *1\\n dog *2\\n</seg>", size=(2, 4)).astype(int)
+    array([[0, 0, 1, 1],
+           [1, 1, 1, 1]])
+    """
+    result = parse(text, grid=grid, mode=mode, **options)
+    return result.grid.mask(size, align=align)

@@ -1,0 +1,281 @@
+"""The label-grid value type and rendering back to full-size masks.
+
+A :class:`LabelGrid` is what a text answer means: ``ids`` (rows x cols, one
+small integer per cell) and ``labels``, the name of each id.  ``labels[0]`` is
+always the background (``"others"`` in Text4Seg); every other id is foreground.
+
+Rendering
+---------
+``align="corner"`` (the default) reproduces the Text4Seg upsampling,
+``torch.nn.functional.interpolate(mode="nearest")`` on a float64 tensor:
+output pixel ``y`` reads cell ``y * rows // height`` (exact integers).
+``align="center"`` reads the cell containing the pixel centre,
+``((2 * y + 1) * rows) // (2 * height)``, which is symmetric under flipping.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from ._errors import InputError, LabelError
+from ._labels import check_label
+
+__all__ = ["LabelGrid", "render"]
+
+Align = Literal["corner", "center"]
+
+
+def _k():
+    from . import _kernels
+
+    return _kernels
+
+
+def as_size(size: object, name: str = "size") -> tuple[int, int]:
+    """Normalise ``size`` = ``(height, width)`` to a pair of positive ints."""
+    if (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)
+    ):
+        h, w = int(size[0]), int(size[1])
+        if h >= 1 and w >= 1:
+            return h, w
+        raise InputError(f"{name} must be positive (height, width), got {tuple(size)!r}")
+    raise TypeError(f"{name} must be a (height, width) pair of ints, got {size!r}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _src_index(n_out: int, n_in: int, align: str) -> np.ndarray:
+    d = np.arange(n_out, dtype=np.int64)
+    if align == "corner":
+        idx = d * n_in // n_out
+    else:
+        idx = (2 * d + 1) * n_in // (2 * n_out)
+    idx = idx.astype(np.intp)
+    idx.setflags(write=False)
+    return idx
+
+
+def render(ids: np.ndarray, /, size, *, align: Align = "corner", dtype=None) -> np.ndarray:
+    """Upsample a ``(rows, cols)`` grid to ``size = (height, width)`` by nearest neighbour.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> render(np.array([[0, 1], [1, 0]]), (3, 3))
+    array([[0, 0, 1],
+           [0, 0, 1],
+           [1, 1, 0]])
+    """
+    ids = np.asarray(ids)
+    if ids.ndim != 2 or ids.size == 0:
+        raise InputError(f"a grid must be a non-empty 2-D array, got shape {ids.shape}")
+    h, w = as_size(size)
+    if align not in ("corner", "center"):
+        raise InputError(f"unknown align {align!r}; choose 'corner' or 'center'")
+    out = np.empty((h, w), dtype=ids.dtype if dtype is None else dtype)
+    _k().render(ids, _src_index(h, ids.shape[0], align), _src_index(w, ids.shape[1], align), out)
+    return out
+
+
+class LabelGrid:
+    """A decoded grid: an id per cell and a name per id (``labels[0]`` is the background).
+
+    Parameters
+    ----------
+    ids : array_like of int, shape (rows, cols)
+        Values in ``0 .. len(labels) - 1``.
+    labels : sequence of str
+        ``labels[i]`` names id ``i``; names must be distinct.
+
+    Examples
+    --------
+    >>> g = LabelGrid([[0, 1], [1, 1]], ("others", "dog"))
+    >>> g.to_text()
+    '<seg>others *1| dog *1\\n dog *2\\n</seg>'
+    >>> LabelGrid.from_text(g.to_text()) == g
+    True
+    >>> g.mask((4, 4)).astype(int)
+    array([[0, 0, 1, 1],
+           [0, 0, 1, 1],
+           [1, 1, 1, 1],
+           [1, 1, 1, 1]])
+    """
+
+    __slots__ = ("_ids", "_labels")
+
+    def __init__(self, ids, labels: Sequence[str]) -> None:
+        if isinstance(labels, str) or not isinstance(labels, Sequence):
+            raise TypeError("labels must be a sequence of str (labels[0] is the background)")
+        labels = tuple(labels)
+        if not labels:
+            raise LabelError("labels must name at least the background (labels[0])")
+        for lab in labels:
+            if not isinstance(lab, str):
+                raise TypeError(f"labels must be str, got {type(lab).__name__}")
+        if len(set(labels)) != len(labels):
+            dup = next(lab for i, lab in enumerate(labels) if lab in labels[:i])
+            raise LabelError(f"label {dup!r} appears twice; labels must be distinct")
+        arr = np.asarray(ids)
+        if arr.ndim != 2 or arr.size == 0:
+            raise InputError(f"ids must be a non-empty 2-D array, got shape {arr.shape}")
+        if arr.dtype.kind not in "biu":
+            raise InputError(f"ids must be integers, got dtype {arr.dtype}")
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= len(labels)):
+            bad = int(arr.max()) if int(arr.max()) >= len(labels) else int(arr.min())
+            raise InputError(f"id {bad} has no label; ids must be in 0..{len(labels) - 1}")
+        dtype = np.uint8 if len(labels) <= 256 else np.int32
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+        arr.setflags(write=False)
+        self._ids = arr
+        self._labels = labels
+
+    @classmethod
+    def _trusted(cls, ids: np.ndarray, labels: tuple[str, ...]) -> LabelGrid:
+        """Build without checks, for ids and labels the package made itself."""
+        self = object.__new__(cls)
+        ids.setflags(write=False)
+        self._ids = ids
+        self._labels = labels
+        return self
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def ids(self) -> np.ndarray:
+        """The ``(rows, cols)`` id array (read-only)."""
+        return self._ids
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Name of each id; ``labels[0]`` is the background."""
+        return self._labels
+
+    @property
+    def background(self) -> str:
+        return self._labels[0]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._ids.shape  # type: ignore[return-value]
+
+    @property
+    def rows(self) -> int:
+        return self._ids.shape[0]
+
+    @property
+    def cols(self) -> int:
+        return self._ids.shape[1]
+
+    @property
+    def foreground(self) -> np.ndarray:
+        """Boolean ``(rows, cols)``: cells whose label is not the background."""
+        return self._ids != 0
+
+    def is_empty(self) -> bool:
+        """True when no cell is foreground."""
+        return not self._ids.any()
+
+    # ---------------------------------------------------------------- conversion
+    def render(self, size, *, align: Align = "corner") -> np.ndarray:
+        """The id of every pixel of a ``size = (height, width)`` image."""
+        return render(self._ids, size, align=align)
+
+    def mask(self, size=None, *, label: str | None = None, align: Align = "corner") -> np.ndarray:
+        """Boolean mask at ``size`` (the grid itself when None).
+
+        Foreground is every non-background label, or only ``label`` when given.
+        """
+        if label is None:
+            cells = self._ids != 0
+        else:
+            try:
+                cells = self._ids == self._labels.index(label)
+            except ValueError:
+                raise LabelError(f"no label {label!r} in this grid; labels are {self._labels!r}") from None
+        if size is None:
+            return cells
+        return render(cells, size, align=align)
+
+    def to_text(self, *, format: str = "rrle", envelope: bool = True) -> str:
+        """Write the grid as Text4Seg text (see :func:`maskcodec.to_text`)."""
+        from .text import to_text
+
+        return to_text(self, format=format, envelope=envelope)
+
+    @classmethod
+    def from_text(cls, text: str, /, **options) -> LabelGrid:
+        """Parse text strictly (see :func:`maskcodec.from_text`)."""
+        from .text import from_text
+
+        return from_text(text, **options)
+
+    @classmethod
+    def from_mask(cls, mask, /, labels, *, background: str = "others", **options) -> LabelGrid:
+        """Quantize a mask and name its values (see :func:`maskcodec.encode_grid`)."""
+        from .text import encode_grid
+
+        return encode_grid(mask, labels, background=background, **options)
+
+    def relabel(self, mapping) -> LabelGrid:
+        """A grid whose labels are renamed by ``mapping`` (a dict or a callable).
+
+        Labels that end up equal are merged into one id.
+        """
+        fn = mapping if callable(mapping) else (lambda s: mapping.get(s, s))
+        new = [fn(lab) for lab in self._labels]
+        uniq: list[str] = []
+        remap = np.empty(len(new), dtype=np.int64)
+        for i, lab in enumerate(new):
+            if lab not in uniq:
+                uniq.append(lab)
+            remap[i] = uniq.index(lab)
+        if remap[0] != 0:
+            raise LabelError("relabel must keep the background first")
+        return LabelGrid(remap[self._ids], uniq)
+
+    def canonical(self) -> LabelGrid:
+        """The same grid with unused labels dropped (background kept) and ids renumbered
+        in order of first appearance, which is how :func:`from_text` numbers them."""
+        order: list[int] = [0]
+        seen = {0}
+        for v in self._ids.ravel().tolist():
+            if v not in seen:
+                seen.add(v)
+                order.append(v)
+        remap = np.zeros(len(self._labels), dtype=self._ids.dtype)
+        remap[order] = np.arange(len(order))
+        return LabelGrid(remap[self._ids], [self._labels[i] for i in order])
+
+    # ---------------------------------------------------------------- protocol
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LabelGrid):
+            return NotImplemented
+        return (
+            self._ids.shape == other._ids.shape
+            and np.array_equal(
+                np.asarray(self._labels, dtype=object)[self._ids],
+                np.asarray(other._labels, dtype=object)[other._ids],
+            )
+            and self.background == other.background
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LabelGrid({self._ids.tolist()!r}, {self._labels!r})"
+
+    def __reduce__(self):
+        return (LabelGrid, (self._ids.copy(), self._labels))
+
+    def __array__(self, dtype=None, copy=None):
+        return self._ids if dtype is None else self._ids.astype(dtype)
+
+
+def _check_labels(labels: tuple[str, ...]) -> None:
+    for lab in labels:
+        check_label(lab)
