@@ -132,6 +132,18 @@ def cmd_validate(args) -> int:
     return 0
 
 
+# COCO category names by id (1..90; "" marks the ten ids COCO leaves unused).
+_COCO_NAMES = ("," + ",".join((
+    "person,bicycle,car,motorcycle,airplane,bus,train,truck,boat,traffic light,fire hydrant,,stop sign",
+    "parking meter,bench,bird,cat,dog,horse,sheep,cow,elephant,bear,zebra,giraffe,,backpack,umbrella,,",
+    "handbag,tie,suitcase,frisbee,skis,snowboard,sports ball,kite,baseball bat,baseball glove",
+    "skateboard,surfboard,tennis racket,bottle,,wine glass,cup,fork,knife,spoon,bowl,banana,apple",
+    "sandwich,orange,broccoli,carrot,hot dog,pizza,donut,cake,chair,couch,potted plant,bed,,dining table",
+    ",,toilet,,tv,laptop,mouse,remote,keyboard,cell phone,microwave,oven,toaster,sink,refrigerator,",
+    "book,clock,vase,scissors,teddy bear,hair drier,toothbrush",
+))).split(",")
+
+
 def cmd_demo(args) -> int:
     """Encode a bundled real COCO mask, print the text, decode it back, print IoU and length."""
     import json
@@ -147,12 +159,15 @@ def cmd_demo(args) -> int:
     ann = anns[args.index % len(anns)]
     mask = mask_utils.decode(ann["segmentation"]).astype(bool)
     h, w = mask.shape
-    text = encode_mask(mask, args.label, grid=args.grid, method=args.method)
+    cat = ann["category_id"]
+    name = _COCO_NAMES[cat] if 0 < cat < len(_COCO_NAMES) and _COCO_NAMES[cat] else f"class {cat}"
+    label = args.label if args.label is not None else name
+    text = encode_mask(mask, label, grid=args.grid, method=args.method)
     back = decode_mask(text, size=(h, w))
     inter = np.logical_and(mask, back).sum()
     union = np.logical_or(mask, back).sum()
     iou = inter / union if union else 1.0
-    print(f"COCO val2014 image {ann['image_id']}, category {ann['category_id']}: "
+    print(f"COCO val2014 image {ann['image_id']}, category {cat} ({name}): "
           f"{w}x{h} mask, {int(mask.sum())} foreground pixels")
     print(f"answer ({args.grid}x{args.grid}, {args.method}):")
     print(text)
@@ -198,6 +213,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="encode and decode a bundled real COCO mask")
     p.add_argument("--index", type=int, default=3, help="which bundled mask (0-23)")
     p.add_argument("--grid", type=int, default=16)
-    p.add_argument("--label", default="white horse")
+    p.add_argument("--label", default=None, help="foreground label (default: the COCO category name)")
     p.add_argument("--method", choices=("nearest", "area", "coverage"), default="nearest")
     p.set_defaults(func=cmd_demo)
