@@ -65,13 +65,15 @@ def _label_table(labels: tuple[str, ...]):
     return buf, off, max(len(b) for b in encoded)
 
 
+def _bound(rows: int, cols: int, longest: int) -> int:
+    """Worst-case byte length: one run per cell, each "label *count| ", row separators, envelope."""
+    cells = rows * cols
+    return cells * (longest + 4 + len(str(cells))) + 2 * rows + 16
+
+
 def _write(ids: np.ndarray, labels: tuple[str, ...], fmt: int, envelope: bool) -> str:
     buf, off, longest = _label_table(labels)
-    rows, cols = ids.shape
-    cells = rows * cols
-    # Worst case: one run per cell, each "label *count| ", plus row separators and envelope.
-    bound = cells * (longest + 4 + len(str(cells))) + 2 * rows + 16
-    out = np.empty(bound, dtype=np.uint8)
+    out = np.empty(_bound(ids.shape[0], ids.shape[1], longest), dtype=np.uint8)
     n = _k().write_text(ids, buf, off, fmt, envelope, out)
     return out[:n].tobytes().decode("utf-8")
 
@@ -142,10 +144,14 @@ def encode_grid(
         without a name is an error.
     background : str
         The background label, ``"others"`` in Text4Seg.
+    grid, method, threshold, nonempty, ignore_index
+        As in :func:`maskcodec.quantize`.
 
-    Other parameters are those of :func:`maskcodec.quantize`.  Label ids are
-    numbered in order of first appearance (row-major), background first, as
-    :func:`maskcodec.from_text` numbers them.
+    Returns
+    -------
+    LabelGrid
+        Label ids are numbered in order of first appearance (row-major),
+        background first, as :func:`maskcodec.from_text` numbers them.
     """
     check_label(background)
     rows, cols = as_grid(grid)
@@ -231,8 +237,13 @@ def encode_mask(
         Row-wise RLE (default), image-wise RLE or full descriptors.
     envelope : bool
         Wrap the text in ``<seg>`` and ``</seg>``.
+    grid, method, threshold, nonempty, ignore_index, background
+        As in :func:`encode_grid` and :func:`maskcodec.quantize`.
 
-    Other parameters are those of :func:`encode_grid` and :func:`maskcodec.quantize`.
+    Returns
+    -------
+    str
+        The answer text.
 
     Examples
     --------
@@ -246,6 +257,20 @@ def encode_mask(
     </seg>
     """
     fmt = format_code(format)
+    if isinstance(labels, str) and method == "nearest" and not nonempty:
+        # The common case, fused into one kernel call: sample and write.
+        rows, cols = as_grid(grid)
+        m = as_mask(mask, allow_negative=True)
+        table = (background, labels)
+        if labels == background:
+            raise LabelError(f"the foreground label {labels!r} equals the background label")
+        buf, off, longest = _label_table(table)
+        out = np.empty(_bound(rows, cols, longest), dtype=np.uint8)
+        n = _k().encode_binary(
+            m, nearest_index(m.shape[0], rows), nearest_index(m.shape[1], cols),
+            buf, off, fmt, bool(envelope), out,
+        )
+        return out[:n].tobytes().decode("utf-8")
     g = encode_grid(
         mask,
         labels,
