@@ -46,27 +46,58 @@ def nearest_sample(mask, yi, xi, out):
 
 
 @_jit
-def area_binary(mask, yptr, yidx, yw, xptr, xidx, xw, out):
-    """Exact weighted foreground area per cell of a uint8 0/1 mask.
+def area_binary(mask, yptr, yidx, yw, xptr, xidx, xw, full, out):
+    """Exact weighted foreground area per cell of a 0/1 uint8 mask.
 
     Weights are integers: along an axis of ``n`` pixels and ``k`` cells, pixel
     ``p`` spans ``[p*k, (p+1)*k)`` and cell ``c`` spans ``[c*n, (c+1)*n)``; the
     overlap length is the weight (so a cell's weights sum to ``n``).
     ``out[r, c]`` is the sum over pixels of ``wy * wx * mask``.
+
+    Pixel rows lying wholly inside a cell row (weight ``k``, most of them) are
+    summed unweighted into ``full``, whose dtype the wrapper picks as narrow as
+    the row count allows (uint8 for up to 255 rows: 32 lanes per AVX2 add);
+    only the boundary rows are multiplied.
     """
     width = mask.shape[1]
-    band = np.zeros(width, dtype=np.int64)
-    for r in range(out.shape[0]):
-        band[:] = 0
+    k = out.shape[0]
+    kx = out.shape[1]
+    part = np.zeros(width, dtype=np.int64)
+    comb = np.empty(width, dtype=np.int64)
+    for r in range(k):
+        full[:] = 0
+        partial = False
         for t in range(yptr[r], yptr[r + 1]):
             i = yidx[t]
             w = yw[t]
+            row = mask[i]
+            if w == k:
+                for j in range(width):
+                    full[j] += row[j]
+            else:
+                if not partial:
+                    part[:] = 0
+                    partial = True
+                for j in range(width):
+                    part[j] += w * row[j]
+        if partial:
             for j in range(width):
-                band[j] += w * mask[i, j]
-        for c in range(out.shape[1]):
-            s = 0
-            for t in range(xptr[c], xptr[c + 1]):
-                s += xw[t] * band[xidx[t]]
+                comb[j] = k * np.int64(full[j]) + part[j]
+        else:
+            for j in range(width):
+                comb[j] = k * np.int64(full[j])
+        # A cell's pixels are consecutive: partial first and last, full weight
+        # (kx) in between, so the middle is a plain, vectorisable sum.
+        for c in range(kx):
+            t0 = xptr[c]
+            t1 = xptr[c + 1] - 1
+            s = xw[t0] * comb[xidx[t0]]
+            if t1 > t0:
+                s += xw[t1] * comb[xidx[t1]]
+                inner = np.int64(0)
+                for j in range(xidx[t0] + 1, xidx[t1]):
+                    inner += comb[j]
+                s += kx * inner
             out[r, c] = s
     return 0
 
@@ -113,7 +144,11 @@ def apply_lut(mask, lut, out):
 
 @_jit
 def render(ids, ys, xs, out):
-    """out[y, x] = ids[ys[y], xs[x]], expanding each grid row once."""
+    """out[y, x] = ids[ys[y], xs[x]], expanding each grid row once.
+
+    ``ys`` is non-decreasing (both alignments are), so consecutive output rows
+    that read the same grid row are plain copies of the expanded row.
+    """
     rows = ids.shape[0]
     width = xs.shape[0]
     expanded = np.empty((rows, width), dtype=out.dtype)
@@ -121,7 +156,10 @@ def render(ids, ys, xs, out):
         for x in range(width):
             expanded[r, x] = ids[r, xs[x]]
     for y in range(ys.shape[0]):
-        out[y, :] = expanded[ys[y], :]
+        src = expanded[ys[y]]
+        dst = out[y]
+        for x in range(width):
+            dst[x] = src[x]
     return 0
 
 
@@ -138,19 +176,21 @@ def _put(out, n, src, start, stop):
 
 @_jit
 def _put_int(out, n, value):
-    digits = np.empty(20, dtype=np.uint8)
-    k = 0
+    """Write the decimal digits of ``value`` (>= 0) at ``out[n:]``; return the new end."""
+    ndig = 1
+    v = value
+    while v >= 10:
+        v //= 10
+        ndig += 1
+    end = n + ndig
+    k = end
     while True:
-        digits[k] = 48 + value % 10
+        k -= 1
+        out[k] = 48 + value % 10
         value //= 10
-        k += 1
         if value == 0:
             break
-    while k > 0:
-        k -= 1
-        out[n] = digits[k]
-        n += 1
-    return n
+    return end
 
 
 @_jit
@@ -221,6 +261,17 @@ def write_text(ids, lab, off, fmt, envelope, out):
     return n
 
 
+@_jit
+def encode_binary(mask, yi, xi, lab, off, fmt, envelope, out):
+    """Nearest-sample a mask (non-zero is foreground, id 1) and write it as text in one call."""
+    ids = np.empty((yi.shape[0], xi.shape[0]), dtype=np.uint8)
+    for r in range(yi.shape[0]):
+        row = yi[r]
+        for c in range(xi.shape[0]):
+            ids[r, c] = 1 if mask[row, xi[c]] != 0 else 0
+    return write_text(ids, lab, off, fmt, envelope, out)
+
+
 # --------------------------------------------------------------------------- parsing (fast path)
 
 
@@ -235,30 +286,31 @@ def _same_bytes(buf, a0, a1, b0, b1):
 
 
 @_jit
-def parse_rrle(buf, start, stop, rows, cols, max_side, run_lab, run_cnt, spans, shape):
-    """Strictly parse canonical-or-not R-RLE body bytes ``buf[start:stop]``.
+def parse_rrle(buf, stop, bg, rows, cols, max_side, cells, spans, shape):
+    """Strictly parse R-RLE body bytes ``buf[:stop]`` straight into label ids.
 
     The body must be exactly ``row {"\\n " row} "\\n"``.  ``rows``/``cols`` of
     -1 mean "infer" (cols from the first row's sum, rows from the row count,
-    each at most ``max_side``).  On success returns 0 and fills
-    ``run_lab``/``run_cnt`` (label index and length of each run, in order),
-    ``spans`` (start, end byte offsets of each distinct label, in order of
-    first appearance) and ``shape`` (rows, cols, number of labels, number of
-    runs).  Returns 1 on anything unusual; the caller then runs the
-    hand-written parser, which either accepts with the same result or raises a
-    positioned error.  Labels are only checked for the structural bytes here;
-    the caller checks their decoded text.
+    each at most ``max_side``).  Label id 0 is the background, whose bytes are
+    ``bg``; other labels are numbered by first appearance, as the hand-written
+    parser numbers them.  On success returns 0 and fills ``cells`` (row-major
+    ids, uint8), ``spans`` (start, end byte offsets of label ``k`` in row
+    ``k``; row 0 is unused) and ``shape`` (rows, cols, number of labels).
+    Returns 1 on anything unusual (including more than 256 labels or more
+    cells than ``cells`` holds); the caller then runs the hand-written parser,
+    which either accepts with the same result or raises a positioned error.
+    Labels are only checked for structural bytes here (``* | \\n \\r <`` and
+    edge spaces/tabs); the caller checks their decoded text.
     """
-    nlab = 0
-    pos = start
+    nlab = 1
+    nbg = bg.shape[0]
+    pos = 0
     r = 0
-    nrun = 0
+    ncell = 0
     width = cols
     while True:
-        # one row
         rowsum = 0
         while True:
-            # label: up to " *"
             lab0 = pos
             while pos < stop:
                 b = buf[pos]
@@ -275,8 +327,7 @@ def parse_rrle(buf, start, stop, rows, cols, max_side, run_lab, run_cnt, spans, 
             if first == 32 or first == 9 or last == 32 or last == 9:
                 return 1
             pos += 1
-            # count: [1-9][0-9]*
-            if pos >= stop or buf[pos] < 49 or buf[pos] > 57:
+            if pos >= stop or buf[pos] < 49 or buf[pos] > 57:  # count: [1-9][0-9]*
                 return 1
             count = 0
             while pos < stop and 48 <= buf[pos] <= 57:
@@ -287,12 +338,19 @@ def parse_rrle(buf, start, stop, rows, cols, max_side, run_lab, run_cnt, spans, 
             rowsum += count
             if rowsum > max_side or (width >= 0 and rowsum > width):
                 return 1
-            # intern the label
+            # intern the label: the background, a known label, or a new one
             k = -1
-            for q in range(nlab):
-                if _same_bytes(buf, spans[q, 0], spans[q, 1], lab0, lab1):
-                    k = q
-                    break
+            if lab1 - lab0 == nbg:
+                k = 0
+                for q in range(nbg):
+                    if buf[lab0 + q] != bg[q]:
+                        k = -1
+                        break
+            if k < 0:
+                for q in range(1, nlab):
+                    if _same_bytes(buf, spans[q, 0], spans[q, 1], lab0, lab1):
+                        k = q
+                        break
             if k < 0:
                 if nlab >= spans.shape[0]:
                     return 1
@@ -300,11 +358,11 @@ def parse_rrle(buf, start, stop, rows, cols, max_side, run_lab, run_cnt, spans, 
                 spans[nlab, 1] = lab1
                 k = nlab
                 nlab += 1
-            if nrun >= run_lab.shape[0]:
+            if ncell + count > cells.shape[0]:
                 return 1
-            run_lab[nrun] = k
-            run_cnt[nrun] = count
-            nrun += 1
+            for q in range(count):
+                cells[ncell + q] = k
+            ncell += count
             if pos + 1 < stop and buf[pos] == 124 and buf[pos + 1] == 32:
                 pos += 2
                 continue
@@ -322,14 +380,11 @@ def parse_rrle(buf, start, stop, rows, cols, max_side, run_lab, run_cnt, spans, 
         if buf[pos] != 32:
             return 1
         pos += 1
-        if rows >= 0 and r >= rows:
-            return 1
-        if r >= max_side:
+        if (rows >= 0 and r >= rows) or r >= max_side:
             return 1
     if rows >= 0 and r != rows:
         return 1
     shape[0] = r
     shape[1] = width
     shape[2] = nlab
-    shape[3] = nrun
     return 0

@@ -43,16 +43,16 @@ the grid size) before anything is expanded.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
 import numpy as np
 
 from ._errors import InputError, LabelError, ParseError
 from ._labels import _problem, is_safe_label, safe_label
-from .grid import LabelGrid
+from .grid import LabelGrid, render
 from .quantize import MAX_GRID_SIDE, as_grid
 
 __all__ = ["ParseResult", "Repair", "decode_mask", "from_text", "parse", "parse_all"]
@@ -95,19 +95,33 @@ class Repair(NamedTuple):
     message: str
 
 
-@dataclass(frozen=True)
-class ParseResult:
-    """What :func:`parse` found: the grid, where it was and what was repaired."""
+class ParseResult(NamedTuple):
+    """What :func:`parse` found: the grid, where it was and what was repaired.
+
+    Attributes
+    ----------
+    grid : LabelGrid
+        The decoded grid.
+    repairs : tuple of Repair
+        Every change repair mode made (empty in strict mode).
+    start, end : int
+        Offsets of the block in the text (``<seg>`` to after ``</seg>``).
+    complete : bool
+        False when the block had no ``</seg>`` (a truncated answer).
+    found : bool
+        False when the text had no block at all (the grid is then all background).
+    """
 
     grid: LabelGrid
     repairs: tuple[Repair, ...] = ()
     start: int = 0
     end: int = 0
     complete: bool = True
-    found: bool = field(default=True)
+    found: bool = True
 
     @property
     def repaired(self) -> bool:
+        """True when repair mode changed anything."""
         return bool(self.repairs)
 
 
@@ -343,41 +357,46 @@ def _strict(text, start, end, rows, cols, fmt, vocab, background, envelope):
     return pos, LabelGrid._trusted(ids.astype(dtype), tuple(p.labels))
 
 
+@functools.lru_cache(maxsize=64)
+def _bg_bytes(background: str) -> np.ndarray:
+    arr = np.frombuffer(background.encode("utf-8"), dtype=np.uint8)
+    return arr
+
+
+_MAX_FAST_CELLS: Final = MAX_GRID_SIDE * MAX_GRID_SIDE
+
+
 def _fast_rrle(text, start, end, rows, cols, vocab, background):
-    """The Numba fast path for well-formed R-RLE; None when the text needs the full parser."""
+    """The Numba fast path for well-formed R-RLE; None when the text needs the full parser.
+
+    It accepts a subset of what :class:`_Strict` accepts and then gives the
+    same grid (the tests check both).
+    """
     from . import _kernels
 
-    body = text[start:end]
-    buf = np.frombuffer(body.encode("utf-8"), dtype=np.uint8)
-    if buf.size == 0:
+    raw = text[start:end].encode("utf-8")
+    if not raw:
         return None
-    nmax = buf.size // 4 + 1
-    run_lab = np.empty(nmax, dtype=np.int64)
-    run_cnt = np.empty(nmax, dtype=np.int64)
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    # np.empty does not touch the pages, so the worst-case size costs nothing.
+    cells = np.empty(rows * cols if rows is not None else _MAX_FAST_CELLS, dtype=np.uint8)
     spans = np.empty((256, 2), dtype=np.int64)
-    shape = np.zeros(4, dtype=np.int64)
-    status = _kernels.parse_rrle(
-        buf, 0, buf.size, -1 if rows is None else rows, -1 if cols is None else cols,
-        MAX_GRID_SIDE, run_lab, run_cnt, spans, shape,
-    )
-    if status != 0:
+    shape = np.empty(3, dtype=np.int64)
+    if _kernels.parse_rrle(
+        buf, buf.size, _bg_bytes(background), -1 if rows is None else rows,
+        -1 if cols is None else cols, MAX_GRID_SIDE, cells, spans, shape,
+    ):
         return None
-    nr, nc, nlab, nrun = (int(v) for v in shape)
-    raw = buf.tobytes()
-    names = [raw[a:b].decode("utf-8") for a, b in spans[:nlab].tolist()]
-    for name in names:
+    nr, nc, nlab = shape.tolist()
+    labels = [background]
+    for a, b in spans[1:nlab].tolist():
+        name = raw[a:b].decode("utf-8")
         if _problem(name) is not None or (vocab is not None and name not in vocab):
             return None
-    labels = [background]
-    remap = np.empty(nlab, dtype=np.int64)
-    for k, name in enumerate(names):
-        if name == background:
-            remap[k] = 0
-        else:
-            remap[k] = len(labels)
-            labels.append(name)
-    dtype = np.uint8 if len(labels) <= 256 else np.int32
-    ids = np.repeat(remap[run_lab[:nrun]], run_cnt[:nrun]).astype(dtype).reshape(nr, nc)
+        labels.append(name)
+    ids = cells[: nr * nc].reshape(nr, nc)
+    if rows is None:
+        ids = ids.copy()  # do not keep the worst-case buffer alive
     return LabelGrid._trusted(ids, tuple(labels))
 
 
@@ -644,7 +663,9 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background):
         seq = body.split("|")
     else:
         seq = None
-        for row in body.strip("\n").split("\n "):
+        # image-wise RLE (the reference's decode_mask_s) has no rows: "\n " stays inside a run
+        lines = body.strip("\n").split("\n ") if fmt == "rrle" else [body.strip("\n")]
+        for row in lines:
             for token in row.split("| "):
                 pieces = token.split(" *")
                 if len(pieces) != 2:
@@ -883,14 +904,18 @@ def decode_mask(
     size,
     grid: int | tuple[int, int] | None = None,
     mode: Mode = "repair",
+    format: str = "rrle",
+    envelope: bool = True,
+    background: str = "others",
+    labels=None,
+    unknown: Literal["background", "keep"] = "background",
     align: Literal["corner", "center"] = "corner",
-    **options,
 ) -> np.ndarray:
     """Decode an answer to a boolean foreground mask of ``size = (height, width)``.
 
     Every label other than the background is foreground.  The default
-    ``mode="repair"`` never raises on text (see :func:`parse`); use
-    :func:`parse` to see what was repaired.
+    ``mode="repair"`` never raises on text (see :func:`parse` for the policy
+    and the other options); use :func:`parse` to see what was repaired.
 
     Examples
     --------
@@ -898,5 +923,26 @@ def decode_mask(
     array([[0, 0, 1, 1],
            [1, 1, 1, 1]])
     """
-    result = parse(text, grid=grid, mode=mode, **options)
+    if (
+        type(text) is str
+        and mode != "text4seg"
+        and format == "rrle"
+        and envelope is True
+        and labels is None
+        and type(background) is str
+    ):
+        # Fast path for well-formed answers: no LabelGrid, no ParseResult.
+        i = text.find(SEG_OPEN)
+        if i >= 0:
+            j = text.find(SEG_CLOSE, i + len(SEG_OPEN))
+            if j >= 0:
+                rows, cols = _grid_or_none(grid)
+                if _problem(background) is None and mode in _MODES:
+                    fast = _fast_rrle(text, i + len(SEG_OPEN), j, rows, cols, None, background)
+                    if fast is not None:
+                        return render(fast.ids, size, align=align, dtype=bool)
+    result = parse(
+        text, grid=grid, mode=mode, format=format, envelope=envelope,
+        background=background, labels=labels, unknown=unknown,
+    )
     return result.grid.mask(size, align=align)

@@ -79,6 +79,10 @@ def render(ids: np.ndarray, /, size, *, align: Align = "corner", dtype=None) -> 
     if align not in ("corner", "center"):
         raise InputError(f"unknown align {align!r}; choose 'corner' or 'center'")
     out = np.empty((h, w), dtype=ids.dtype if dtype is None else dtype)
+    if out.dtype == np.bool_:  # bytes are faster to move than numba's normalised booleans
+        src = ids.view(np.uint8) if ids.dtype == np.bool_ else (ids != 0).view(np.uint8)
+        _k().render(src, _src_index(h, ids.shape[0], align), _src_index(w, ids.shape[1], align), out.view(np.uint8))
+        return out
     _k().render(ids, _src_index(h, ids.shape[0], align), _src_index(w, ids.shape[1], align), out)
     return out
 
@@ -210,7 +214,7 @@ class LabelGrid:
     @classmethod
     def from_text(cls, text: str, /, **options) -> LabelGrid:
         """Parse text strictly (see :func:`maskcodec.from_text`)."""
-        from .text import from_text
+        from ._parser import from_text
 
         return from_text(text, **options)
 

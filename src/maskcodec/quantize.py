@@ -182,7 +182,11 @@ def area_weights(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
     out = np.empty((r, c), dtype=np.int64)
     if m.dtype == np.bool_:
         m = m.view(np.uint8)
-    _k().area_binary(m, ytab[0], ytab[1], ytab[2], xtab[0], xtab[1], xtab[2], out)
+    # At most ceil(h / r) pixel rows lie wholly inside one cell row; count them in
+    # the narrowest lanes that cannot overflow (the kernel adds 0/1 values).
+    inner = -(-h // r)
+    full = np.empty(w, dtype=np.uint8 if inner <= 255 else np.int32)
+    _k().area_binary(m, ytab[0], ytab[1], ytab[2], xtab[0], xtab[1], xtab[2], full, out)
     return out.T if transposed else out
 
 
