@@ -86,7 +86,9 @@ class Repair(NamedTuple):
     ``bad_run``, ``bad_separator``, ``clamped_count``, ``short_row``,
     ``long_row``, ``empty_row``, ``missing_rows``, ``extra_rows``,
     ``unknown_label``, ``mapped_label``, ``unsafe_label``, ``inferred_grid``,
-    ``short_body``, ``long_body``.
+    ``short_body``, ``long_body``; in ``"text4seg"`` mode only ``no_block`` and
+    ``reference_error`` (why the reference decoder gave an all-background
+    grid: the mask is unchanged, the record only explains it).
     """
 
     kind: str
@@ -429,6 +431,8 @@ class _Repairer:
             return hit
         name = raw
         if name == self.background or name.casefold() == self.bg_fold:
+            if name != self.background:
+                self.note("mapped_label", pos, f"label {name!r} read as the background {self.background!r}")
             ident = 0
         elif self.vocab is not None and name not in self.vocab:
             mapped = self.fold.get(_fold(name))
@@ -648,12 +652,16 @@ def _t4s_int(s: str):
 
 
 def _text4seg(text, rows, cols, fmt, vocab_list, background):
-    """The Text4Seg evaluation decoder, quirk for quirk, without allocating from counts."""
+    """The Text4Seg evaluation decoder, quirk for quirk, without allocating from counts.
+
+    Returns ``(ids, labels, failure)``: ``failure`` is None, or why the
+    reference decoder would have raised (and so returned all background).
+    """
     want = rows * cols
     parts = text.split(SEG_OPEN)
     empty = np.zeros((rows, cols), dtype=np.int64)
     if len(parts) < 2:
-        return empty, False
+        return empty, (background,), "no_block"
     body = parts[1].split(SEG_CLOSE)[0]
     # decode_mask: rows on "\n ", runs on "| ", label/count on " *", then "|".join
     cells: list[str] = []
@@ -669,11 +677,11 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background):
             for token in row.split("| "):
                 pieces = token.split(" *")
                 if len(pieces) != 2:
-                    return empty, False
+                    return empty, (background,), f"run {token[:40]!r} does not split into label and count"
                 label, count = pieces
                 n = _t4s_int(count)
                 if n is None:
-                    return empty, False
+                    return empty, (background,), f"count {count[:20]!r} is not an integer"
                 # Expanding past `want` cells changes nothing but the cut, so stop early.
                 # Each cell may split further on "|" below, never into fewer pieces.
                 if n > 0:
@@ -687,10 +695,11 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background):
     seq = [s.strip() for s in seq]
     # translate: a fixed table (semantic script) or ids by first appearance (referring script)
     if vocab_list is not None:
+        vocab_list = [v for v in dict.fromkeys(vocab_list) if v != background]
         table = {name: i + 1 for i, name in enumerate(vocab_list)}
         table[background] = 0
         ids = [table.get(s, 0) for s in seq[:want]]
-        names = None
+        names = [background, *vocab_list]
     else:
         order = list(dict.fromkeys(seq))
         if background in order:
@@ -703,7 +712,7 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background):
         names = order
     if len(ids) < want:
         ids = ids + [ids[-1]] * (want - len(ids))
-    return np.asarray(ids, dtype=np.int64).reshape(rows, cols), names
+    return np.asarray(ids, dtype=np.int64).reshape(rows, cols), tuple(names), None
 
 
 # =========================================================================== entry points
@@ -752,7 +761,8 @@ def _parse_block(text, body_start, body_end, block_start, rows, cols, mode, form
     stop = body_end if complete else len(text)
     if format == "rrle" and complete:
         grid = _fast_rrle(text, body_start, body_end, rows, cols, vocab, background)
-        if grid is not None:
+        # A label that only differs from the background by case is a repair: leave it to the slow path.
+        if grid is not None and not any(lab.casefold() == background.casefold() for lab in grid.labels[1:]):
             return ParseResult(grid, (), block_start, stop + (len(SEG_CLOSE) if envelope else 0), True)
     rp = _Repairer(text, rows, cols, vocab, background, unknown)
     if not complete:
@@ -830,16 +840,15 @@ def parse(
     if mode == "text4seg":
         r, c = (rows, cols) if rows is not None else (DEFAULT_GRID, DEFAULT_GRID)
         t = text if envelope else SEG_OPEN + text
-        ids, names = _text4seg(t, r, c, format, None if labels is None else list(labels), background)
-        if names is None or names is False:
-            labels_out = (background,) + tuple(labels or ())
-            if names is False:
-                labels_out = (background,)
-        else:
-            labels_out = tuple(names) if names else (background,)
-        dtype = np.uint8 if len(labels_out) <= 256 else np.int32
-        found = names is not False
-        return ParseResult(LabelGrid._trusted(ids.astype(dtype), labels_out), (), 0, len(text), found, found)
+        ids, names, failure = _text4seg(t, r, c, format, None if labels is None else list(labels), background)
+        repairs: tuple[Repair, ...] = ()
+        if failure == "no_block":
+            repairs = (Repair("no_block", 1, 1, f"no {SEG_OPEN!r} in the text; the grid is all background"),)
+        elif failure is not None:
+            repairs = (Repair("reference_error", 1, 1, f"the reference decoder fails: {failure}; all background"),)
+        dtype = np.uint8 if len(names) <= 256 else np.int32
+        grid = LabelGrid._trusted(ids.astype(dtype), names)
+        return ParseResult(grid, repairs, 0, len(text), failure is None, failure != "no_block")
     for body_start, body_end, block_start in _blocks(text, envelope, True):
         return _parse_block(
             text, body_start, body_end, block_start, rows, cols, mode, format, vocab, background, envelope, unknown
