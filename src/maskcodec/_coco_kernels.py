@@ -29,8 +29,8 @@ _jit = numba.njit(cache=True, nogil=True)
 def counts_from_string(buf, out):
     """Decode a compressed counts string (``buf``, uint8) into ``out`` (int64).
 
-    Returns the number of counts, or ``-1 - p`` when the byte at ``p`` is not
-    a counts character or the string ends inside a count.  ``out`` must hold
+    Returns the number of counts, ``-1 - p`` when the byte at ``p`` is not
+    a counts character, or ``-1 - len(buf)`` when the string ends inside a count.  ``out`` must hold
     ``len(buf)`` values (every count takes at least one character).
     Negative counts are returned as they are; the wrapper rejects them.
     """
@@ -41,10 +41,9 @@ def counts_from_string(buf, out):
         x = 0
         k = 0
         more = True
-        start = p
         while more:
             if p >= n:
-                return -1 - start
+                return -1 - n
             c = np.int64(buf[p]) - 48
             if c < 0 or c > 63:
                 return -1 - p
@@ -149,13 +148,18 @@ def nearest_from_counts(cnts, n, h, yi, xi, out):
     """``out[r, c]`` = the mask value at pixel ``(yi[r], xi[c])``, read from the runs.
 
     ``yi`` and ``xi`` are non-decreasing, so the sampled flat positions
-    ``xi[c] * h + yi[r]`` increase in column-major order and one pass over the
-    runs finds them all.
+    ``xi[c] * h + yi[r]`` never decrease in column-major order and one pass
+    over the runs finds them all (a column sampled twice, when there are more
+    cells than pixels, is copied).
     """
     k = 0
     end = cnts[0]
     v = 0
     for c in range(xi.shape[0]):
+        if c > 0 and xi[c] == xi[c - 1]:
+            for r in range(yi.shape[0]):
+                out[r, c] = out[r, c - 1]
+            continue
         base = xi[c] * h
         for r in range(yi.shape[0]):
             p = base + yi[r]

@@ -249,17 +249,15 @@ def to_rle(segmentation, /, *, size=None) -> dict:
 
 
 def _canonical(cnts: np.ndarray) -> np.ndarray:
+    """Drop empty runs after the first (merging their neighbours), as pycocotools never writes them."""
     out: list[int] = [int(cnts[0])]
-    value = 0
-    for c in cnts[1:].tolist():
-        value ^= 1
+    for i, c in enumerate(cnts[1:].tolist(), 1):
         if c == 0:
-            value ^= 1  # an empty run: the next run continues the previous one
             continue
-        if len(out) % 2 == value:
-            out.append(c)
-        else:
+        if (len(out) - 1) % 2 == i % 2:  # same value as the last run kept
             out[-1] += c
+        else:
+            out.append(c)
     return np.asarray(out, dtype=np.int64)
 
 
@@ -450,9 +448,10 @@ def rle_to_grid(
     if method == "nearest":
         out = np.empty((rows, cols), dtype=np.uint8)
         _ck().nearest_from_counts(cnts, cnts.size, h, nearest_index(h, rows), nearest_index(w, cols), out)
-        if nonempty and not out.any() and cnts.size > 1:
+        if nonempty and not out.any():
             weights = _area_weights(h, w, cnts, rows, cols)
-            out.flat[int(np.argmax(weights))] = 1
+            if weights.any():  # every foreground pixel weighs > 0 somewhere
+                out.flat[int(np.argmax(weights))] = 1
         return out
     weights = _area_weights(h, w, cnts, rows, cols)
     full = h * w
