@@ -261,6 +261,13 @@ def test_import_maskcodec_does_not_import_pycocotools():
     assert out.split() == ["False", "False"]
 
 
+def test_coco_is_a_lazy_submodule_not_in_all():
+    assert mc.coco is cocoio
+    assert "coco" not in mc.__all__
+    with pytest.raises(AttributeError, match="no attribute 'cocoa'"):
+        mc.cocoa  # noqa: B018
+
+
 # ----------------------------------------------------------------------------- errors
 
 

@@ -8,6 +8,10 @@ Public API (everything else lives in ``_``-prefixed modules or submodules)::
     LabelGrid(ids, labels)                           a decoded grid, .render(), .to_text()
     to_text(grid) / from_text(text)                  multi-class text <-> LabelGrid
     parse(text, mode=...) / parse_all(text)          ParseResult with repairs and position
+
+Submodules, imported on first use (``import maskcodec.coco`` or ``maskcodec.coco``)::
+
+    coco      COCO RLE dicts and polygons <-> grids, masks and text (pycocotools-exact)
 """
 
 from ._errors import InputError, LabelError, MaskcodecError, ParseError
@@ -42,3 +46,15 @@ __all__ = [
     "safe_label",
     "to_text",
 ]
+
+# Submodules with optional or heavier dependencies load on first attribute access,
+# so ``import maskcodec`` stays cheap.
+_LAZY_SUBMODULES = frozenset({"coco"})
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
