@@ -1,0 +1,268 @@
+"""The parser in its three modes: round trips, robustness, the Text4Seg reference, repairs."""
+
+from __future__ import annotations
+
+import re
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+
+import maskcodec as mc
+import reference as ref
+from maskcodec import _parser
+from strategies import arbitrary_text, examples, label_grids, mutated, valid_then_mutated
+
+FORMATS = ["rrle", "irle", "full"]
+
+
+def _same_grid(a: mc.LabelGrid, b: mc.LabelGrid) -> bool:
+    """Same shape, same ids and same label names (not only the same meaning)."""
+    return a.labels == b.labels and a.ids.shape == b.ids.shape and np.array_equal(a.ids, b.ids)
+
+
+# ============================================================================ strict round trips
+
+
+@given(g=label_grids(max_rows=14, max_cols=14), fmt=st.sampled_from(FORMATS), envelope=st.booleans())
+@settings(max_examples=examples(300))
+def test_strict_round_trip(g, fmt, envelope):
+    text = mc.to_text(g, format=fmt, envelope=envelope)
+    back = mc.parse(text, grid=g.shape, format=fmt, envelope=envelope, background=g.background)
+    assert back.grid == g
+    assert _same_grid(back.grid, g.canonical())
+    assert back.repairs == () and back.complete and back.found
+    assert (back.start, back.end) == (0, len(text))
+
+
+@given(g=label_grids(max_rows=14, max_cols=14), envelope=st.booleans())
+@settings(max_examples=examples(200))
+def test_strict_rrle_infers_the_grid(g, envelope):
+    text = mc.to_text(g, envelope=envelope)
+    back = mc.from_text(text, envelope=envelope, background=g.background)
+    assert _same_grid(back, g.canonical())
+
+
+@given(g=label_grids(max_rows=9, max_cols=9), fmt=st.sampled_from(["irle", "full"]))
+@settings(max_examples=examples(100))
+def test_strict_flat_formats_infer_square_grids(g, fmt):
+    text = mc.to_text(g, format=fmt)
+    if g.rows == g.cols:
+        assert _same_grid(mc.from_text(text, format=fmt, background=g.background), g.canonical())
+    elif int(round((g.rows * g.cols) ** 0.5)) ** 2 != g.rows * g.cols:
+        with pytest.raises(mc.ParseError, match="not a square"):
+            mc.from_text(text, format=fmt, background=g.background)
+
+
+@given(g=label_grids(max_rows=8, max_cols=8), prefix=st.text(max_size=20), suffix=st.text(max_size=20))
+@settings(max_examples=examples(100))
+def test_strict_finds_the_block_in_free_text(g, prefix, suffix):
+    assume("<seg>" not in prefix)
+    text = mc.to_text(g)
+    res = mc.parse(prefix + "Sure, it is here:\n" + text + suffix, background=g.background)
+    assert _same_grid(res.grid, g.canonical())
+    assert res.start == len(prefix) + len("Sure, it is here:\n")
+    assert res.end == res.start + len(text)
+
+
+# ============================================================================ robustness
+
+
+@given(text=arbitrary_text, fmt=st.sampled_from(FORMATS), grid=st.none() | st.integers(1, 6))
+@settings(max_examples=examples(400))
+@example(text="<seg>others *99999999999\n</seg>", fmt="rrle", grid=None)
+@example(text="<seg>" + "others *1| " * 5000, fmt="rrle", grid=None)
+def test_strict_raises_only_parse_errors(text, fmt, grid):
+    try:
+        res = mc.parse(text, grid=grid, format=fmt)
+    except mc.ParseError as exc:
+        assert 1 <= exc.line and 1 <= exc.column and 0 <= exc.pos <= len(text)
+        assert str(exc).startswith(f"line {exc.line}, column {exc.column}: ")
+    else:
+        assert res.grid.rows >= 1 and res.grid.cols >= 1
+
+
+@given(data=st.data(), fmt=st.sampled_from(FORMATS))
+@settings(max_examples=examples(300))
+def test_strict_on_mutated_text_raises_only_parse_errors(data, fmt):
+    g, text, bad = data.draw(valid_then_mutated(fmt))
+    try:
+        res = mc.parse(bad, grid=g.shape, format=fmt)
+    except mc.ParseError:
+        return
+    # Whatever strict accepts must be the grammar: writing it again gives the very same body.
+    body = bad[res.start : res.end]
+    assert mc.to_text(res.grid, format=fmt) == body
+
+
+@given(text=arbitrary_text, fmt=st.sampled_from(FORMATS), rows=st.integers(1, 20), cols=st.integers(1, 20))
+@settings(max_examples=examples(400))
+def test_repair_never_raises_and_keeps_the_shape(text, fmt, rows, cols):
+    res = mc.parse(text, grid=(rows, cols), mode="repair", format=fmt)
+    assert res.grid.shape == (rows, cols)
+    assert all(isinstance(r, mc.Repair) and r.line >= 1 and r.column >= 1 for r in res.repairs)
+    for lab in res.grid.labels:
+        mc.check_label(lab)
+
+
+@given(data=st.data(), fmt=st.sampled_from(FORMATS), envelope=st.booleans())
+@settings(max_examples=examples(300))
+def test_repair_on_mutated_text(data, fmt, envelope):
+    g, text, bad = data.draw(valid_then_mutated(fmt))
+    if not envelope:
+        bad = bad.replace("<seg>", "").replace("</seg>", "")
+    res = mc.parse(bad, grid=g.shape, mode="repair", format=fmt, envelope=envelope)
+    assert res.grid.shape == g.shape
+    # Without a grid it still returns some grid, never raising.
+    res2 = mc.parse(bad, mode="repair", format=fmt, envelope=envelope)
+    assert 1 <= res2.grid.rows <= mc.MAX_GRID_SIDE and 1 <= res2.grid.cols <= mc.MAX_GRID_SIDE
+    mask = mc.decode_mask(bad, size=(7, 9), grid=g.shape, format=fmt, envelope=envelope)
+    assert mask.shape == (7, 9) and mask.dtype == bool
+
+
+@given(g=label_grids(max_rows=10, max_cols=10, background="others"), fmt=st.sampled_from(FORMATS))
+@settings(max_examples=examples(150))
+def test_repair_of_valid_text_changes_nothing(g, fmt):
+    text = mc.to_text(g, format=fmt)
+    res = mc.parse(text, grid=g.shape, mode="repair", format=fmt)
+    folded = [lab for lab in g.labels[1:] if lab.casefold() == "others" and lab in g.canonical().labels]
+    if not folded:
+        assert res.repairs == ()
+        assert _same_grid(res.grid, g.canonical())
+    else:
+        # Repair reads a background in another case as the background, and says so.
+        assert {r.kind for r in res.repairs} == {"mapped_label"}
+        assert res.grid == g.relabel({lab: "others" for lab in folded})
+
+
+@given(text=arbitrary_text, fmt=st.sampled_from(FORMATS))
+@settings(max_examples=examples(200))
+def test_repair_without_grid_never_raises(text, fmt):
+    res = mc.parse(text, mode="repair", format=fmt)
+    assert 1 <= res.grid.rows <= mc.MAX_GRID_SIDE and 1 <= res.grid.cols <= mc.MAX_GRID_SIDE
+
+
+# ============================================================================ text4seg mode
+
+
+def _expandable(text: str) -> bool:
+    """True when the plain reference can expand every count of ``text`` without running out of memory."""
+    return not re.search(r"\d{6,}", text)
+
+
+def _check_text4seg(text: str, rows: int, cols: int, fmt: str) -> None:
+    ids, names = ref.text4seg_decode(text, rows, cols, fmt)
+    res = mc.parse(text, grid=(rows, cols), mode="text4seg", format=fmt)
+    assert res.grid.shape == (rows, cols)
+    np.testing.assert_array_equal(res.grid.ids, np.asarray(ids), err_msg=repr(text))
+    if names is None:
+        # The reference fails and falls back to all background; the result says why.
+        assert not res.grid.ids.any() and not res.complete
+        assert [r.kind for r in res.repairs] in (["no_block"], ["reference_error"])
+        assert res.found == ("<seg>" in text)
+    else:
+        # Every cell carries the same label text; labels seen only past the cut may be left out.
+        assert res.grid.labels == tuple(names[: len(res.grid.labels)])
+    # And the binary mask the evaluation scripts score.
+    np.testing.assert_array_equal(
+        mc.decode_mask(text, size=(rows, cols), grid=(rows, cols), mode="text4seg", format=fmt),
+        np.asarray(ids) > 0,
+    )
+
+
+@given(data=st.data(), fmt=st.sampled_from(FORMATS))
+@settings(max_examples=examples(300))
+def test_text4seg_mode_matches_reference(data, fmt):
+    g, text, bad = data.draw(valid_then_mutated(fmt))
+    _check_text4seg(text, g.rows, g.cols, fmt)
+    assume(_expandable(bad))
+    _check_text4seg(bad, g.rows, g.cols, fmt)
+
+
+@given(text=arbitrary_text, fmt=st.sampled_from(FORMATS), rows=st.integers(1, 6), cols=st.integers(1, 6))
+@settings(max_examples=examples(300))
+@example(text="<seg>a|b *3| others *2\n</seg>", fmt="rrle", rows=2, cols=3)
+@example(text="<seg>dog *-1| cat *+2| x * 3| y *1_0\n</seg>", fmt="rrle", rows=2, cols=3)
+@example(text="<seg>dog *2\ncat *2\n</seg>", fmt="rrle", rows=2, cols=2)
+@example(text="<seg>dog *2\n cat *2\n</seg>", fmt="irle", rows=2, cols=2)
+@example(text="<seg>dog *3\n</seg>", fmt="rrle", rows=2, cols=2)
+@example(text="<seg>others *0\n</seg>", fmt="rrle", rows=1, cols=2)
+@example(text="<seg>cat| others\n</seg>", fmt="full", rows=1, cols=2)
+def test_text4seg_mode_matches_reference_on_random_text(text, fmt, rows, cols):
+    assume(_expandable(text))
+    _check_text4seg(text, rows, cols, fmt)
+
+
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ("<seg>others *99999999999\n</seg>", [[0] * 4] * 4),
+        ("<seg>dog *99999999999\n</seg>", [[0] * 4] * 4),  # no "others": the first label is id 0
+        ("<seg>dog *99999999999| others *99999999999\n</seg>", [[1] * 4] * 4),
+        ("<seg>others *3| dog *99999999999\n others *99999999999\n</seg>", [[0, 0, 0, 1]] + [[1] * 4] * 3),
+        ("<seg>cat *2| dog *" + "9" * 200 + "\n</seg>", [[0, 0, 1, 1]] + [[1] * 4] * 3),
+    ],
+)
+def test_text4seg_huge_counts_do_not_allocate(text, expect):
+    # Expanding these counts would take more than 100 GB; the decoder must stop at the grid size.
+    tracemalloc.start()
+    try:
+        res = mc.parse(text, grid=4, mode="text4seg")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000
+    np.testing.assert_array_equal(res.grid.ids, np.asarray(expect))
+
+
+def test_text4seg_quirks_are_kept():
+    # A short row shifts every later row (row sums are never checked).
+    res = mc.parse("<seg>others *1| dog *2\n others *3\n</seg>", grid=(2, 4), mode="text4seg")
+    assert res.grid.ids.tolist() == [[0, 1, 1, 0], [0, 0, 0, 0]]
+    # "\n" without the space: the whole answer becomes background.
+    res = mc.parse("<seg>others *4\nothers *1| dog *3\n</seg>", grid=(2, 4), mode="text4seg")
+    assert not res.grid.ids.any() and res.found and not res.complete
+    assert [r.kind for r in res.repairs] == ["reference_error"]
+    assert "'others *4\\nothers *1' does not split into label and count" in res.repairs[0].message
+    # A label containing "|" splits into several cells.
+    res = mc.parse("<seg>a|b *2\n</seg>", grid=(1, 4), mode="text4seg")
+    assert res.grid.ids.tolist() == [[0, 1, 0, 1]] and res.grid.labels == ("a", "b")
+
+
+# ============================================================================ fast path
+
+
+def _fast_vs_strict(text: str, rows, cols):
+    start = text.find("<seg>")
+    if start < 0:
+        return
+    start += len("<seg>")
+    end = text.find("</seg>", start)
+    if end < 0:
+        return
+    fast = _parser._fast_rrle(text, start, end, rows, cols, None, "others")
+    if fast is None:
+        return
+    pos, slow = _parser._strict(text, start, end, rows, cols, "rrle", None, "others", False)
+    assert pos == end
+    assert _same_grid(fast, slow), text
+
+
+@given(data=st.data(), given_grid=st.booleans())
+@settings(max_examples=examples(400))
+def test_fast_rrle_agrees_with_strict_parser(data, given_grid):
+    g, text, bad = data.draw(valid_then_mutated("rrle", max_side=10))
+    rows, cols = g.shape if given_grid else (None, None)
+    if all(re.fullmatch(r"[\w ,.'-]+", lab, re.ASCII) for lab in g.labels):
+        # Canonical text with plain labels always takes the fast path.
+        assert _parser._fast_rrle(text, 5, len(text) - 6, rows, cols, None, "others") is not None
+    _fast_vs_strict(text, rows, cols)
+    _fast_vs_strict(bad, rows, cols)
+
+
+@given(text=arbitrary_text, rows=st.none() | st.integers(1, 5))
+@settings(max_examples=examples(300))
+def test_fast_rrle_agrees_on_random_text(text, rows):
+    _fast_vs_strict(text, rows, rows)
