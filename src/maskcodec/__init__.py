@@ -17,6 +17,7 @@ Submodules, imported on first use (``import maskcodec.coco`` or ``maskcodec.coco
 from ._errors import InputError, LabelError, MaskcodecError, ParseError
 from ._labels import check_label, is_safe_label, safe_label
 from ._parser import ParseResult, Repair, decode_mask, from_text, parse, parse_all
+from .codec import Codec
 from .grid import LabelGrid, render
 from .quantize import MAX_GRID_SIDE, quantize
 from .text import encode_grid, encode_mask, to_text
@@ -24,10 +25,11 @@ from .text import encode_grid, encode_mask, to_text
 __version__ = "0.1.0"
 
 __all__ = [
-    "MAX_GRID_SIDE",
+    "Codec",
     "InputError",
     "LabelError",
     "LabelGrid",
+    "MAX_GRID_SIDE",
     "MaskcodecError",
     "ParseError",
     "ParseResult",
