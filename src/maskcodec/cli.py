@@ -20,6 +20,7 @@ __all__ = ["main"]
 # Modules that add subcommands, in the order they appear in --help.
 _COMMAND_MODULES = (
     "maskcodec._cli_codec",
+    "maskcodec._cli_stats",
 )
 
 
