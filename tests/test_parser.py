@@ -266,3 +266,109 @@ def test_fast_rrle_agrees_with_strict_parser(data, given_grid):
 @settings(max_examples=examples(300))
 def test_fast_rrle_agrees_on_random_text(text, rows):
     _fast_vs_strict(text, rows, rows)
+
+
+# ============================================================================ golden files
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+# Every invalid text, the options it is parsed with, and the exact error: line, column, message.
+INVALID = {
+    'short_row': ({}, 2, 19, 'row 2 has 3 cells, expected 4'),
+    'long_row': ({}, 2, 29, 'count 2 exceeds the 1 cells left'),
+    'newline_without_space': ({}, 2, 1, "expected ' ' (next row) or '</seg>', found 'o'"),
+    'truncated_answer': ({}, 2, 24, "expected ' *' and a count after 'oth', found end of text"),
+    'huge_count': ({}, 1, 14, 'count 99999999999 exceeds the 1024 cells left'),
+    'huge_count_with_grid': ({'grid': 16}, 1, 14, 'count 99999999999 exceeds the 16 cells left'),
+    'label_with_count_mark': ({}, 1, 22, "expected a count after '*', found 'f'"),
+    'pipe_without_space': ({}, 1, 16, "expected '| ' between runs, found '|' then 'd'"),
+    'pipe_in_label': ({}, 1, 20, "expected ' *' and a count after 'cat', found '|'"),
+    'leading_zero_count': ({}, 1, 14, "count '04' starts with 0"),
+    'zero_count': ({}, 1, 14, "count '0' starts with 0"),
+    'empty_label': ({}, 1, 6, "empty label before ' *'"),
+    'empty_label_after_separator': ({}, 1, 17, "empty label before ' *'"),
+    'missing_count': ({}, 1, 14, "expected a count after '*', found '\\n'"),
+    'missing_space_before_star': ({}, 1, 12, "expected a space before '*'"),
+    'missing_seg_open': ({}, 1, 1, "no '<seg>' in the text"),
+    'missing_seg_close': ({}, 3, 1, "expected ' ' (next row) or '</seg>', found end of text"),
+    'missing_final_newline': ({}, 2, 11, "expected a newline, found '</seg>'"),
+    'crlf_line_ends': ({}, 1, 15, "expected a newline, found '\\r'"),
+    'too_few_rows': ({'grid': 4}, 3, 1, 'expected 4 rows, got 2'),
+    'too_many_rows': ({'grid': 2}, 3, 2, 'more than 2 rows'),
+    'unknown_label': ({'labels': ['dog', 'cat']}, 1, 17, "unknown label 'dgo'; expected one of 'cat', 'dog', 'others'"),
+    'label_with_leading_space': ({}, 1, 17, "label ' dog' starts with whitespace ' ' (U+0020, SPACE)"),
+    'label_with_seg_tag': ({}, 1, 18, "expected ' *' and a count after 'a', found '<seg>'"),
+    'irle_too_few_cells': ({'grid': 3, 'format': 'irle'}, 1, 23, 'expected 9 cells, got 8'),
+    'irle_too_many_cells': ({'grid': 3, 'format': 'irle'}, 1, 22, 'count 5 exceeds the 4 cells left'),
+    'irle_not_square_without_grid': ({'format': 'irle'}, 1, 23, 'cannot infer the grid of 6 cells (not a square); pass grid=(rows, cols)'),
+    'full_too_few_cells': ({'grid': 2, 'format': 'full'}, 1, 25, 'expected 4 cells, got 3'),
+    'full_too_many_cells': ({'grid': 2, 'format': 'full'}, 1, 32, 'more than 4 cells'),
+    'full_pipe_without_space': ({'grid': 2, 'format': 'full'}, 1, 13, "expected '| ' between runs, found '|' then 'd'"),
+    'full_star_in_label': ({'grid': 2, 'format': 'full'}, 1, 18, "found '*' inside a label"),
+    'no_envelope_trailing_text': ({'envelope': False}, 3, 1, "expected ' ' (next row) or end of text, found 't'"),
+    'tab_before_count': ({}, 1, 13, "expected a space before '*'"),
+    'empty_body': ({}, 1, 6, "expected ' *' and a count after '', found '</seg>'"),
+    'space_row_separator_only': ({}, 1, 15, "expected a newline, found ' '"),}
+
+
+def _read(path) -> str:
+    with open(path, encoding="utf-8", newline="") as fh:  # keep "\r\n" as written
+        return fh.read()
+
+
+def test_invalid_corpus_is_complete():
+    assert sorted(p.stem for p in (DATA / "invalid").glob("*.txt")) == sorted(INVALID)
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_invalid_texts_raise_pinned_errors(name):
+    options, line, column, reason = INVALID[name]
+    text = _read(DATA / "invalid" / f"{name}.txt")
+    with pytest.raises(mc.ParseError) as info:
+        mc.parse(text, **options)
+    err = info.value
+    assert (err.line, err.column, err.reason) == (line, column, reason)
+    assert str(err) == f"line {line}, column {column}: {reason}"
+    assert _parser._line_col(text, err.pos) == (line, column)
+    # The same text never raises in repair mode, and keeps a requested shape.
+    res = mc.parse(text, **{**options, "mode": "repair", "labels": options.get("labels")})
+    if "grid" in options:
+        rows, cols = (options["grid"],) * 2 if isinstance(options["grid"], int) else options["grid"]
+        assert res.grid.shape == (rows, cols)
+    assert res.repairs, "repair mode accepted an invalid text without a record"
+
+
+VALID = sorted(p.stem for p in (DATA / "valid").glob("*.txt"))
+
+
+def test_valid_corpus_has_expectations():
+    assert VALID and sorted(p.stem for p in (DATA / "valid").glob("*.json")) == VALID
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_valid_texts_parse_to_their_grids(name):
+    import json
+
+    text = _read(DATA / "valid" / f"{name}.txt")
+    spec = json.loads((DATA / "valid" / f"{name}.json").read_text(encoding="utf-8"))
+    options = dict(spec["options"])
+    if isinstance(options.get("grid"), list):
+        options["grid"] = tuple(options["grid"])
+    expect = mc.LabelGrid(spec["ids"], spec["labels"])
+    res = mc.parse(text, **options)
+    assert _same_grid(res.grid, expect) and res.repairs == ()
+    # Repair mode reads the same grid; it only notes an inferred grid, and reads a label that
+    # differs from the background only by case as the background.
+    res = mc.parse(text, mode="repair", **options)
+    folded = {lab: expect.background for lab in expect.labels[1:] if lab.casefold() == expect.background}
+    assert res.grid == (expect.relabel(folded) if folded else expect)
+    assert {r.kind for r in res.repairs} <= {"inferred_grid", "mapped_label"}
+    assert any(r.kind == "mapped_label" for r in res.repairs) == bool(folded)
+    # Without the options that only help (a grid, a vocabulary), strict still agrees when the grid is inferable.
+    if "grid" not in options:
+        assert _same_grid(mc.from_text(text, **{k: v for k, v in options.items() if k != "labels"}), expect)
+    # Written back, the block is byte-identical.
+    res = mc.parse(text, **options)
+    assert mc.to_text(res.grid, format=options.get("format", "rrle"), envelope=options.get("envelope", True)) == (
+        text[res.start : res.end]
+    )
