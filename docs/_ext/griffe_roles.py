@@ -32,12 +32,16 @@ class SphinxRoles(griffe.Extension):
         super().__init__()
         self.public = _public_names()
 
-    def _replace(self, match: re.Match[str]) -> str:
+    def _replace(self, match: re.Match[str], owner: griffe.Object | None = None) -> str:
         short, target = match.group(1) == "~", match.group(2).strip()
         if target.startswith("."):
             target = target[1:]
         parts = target.split(".")
-        if parts[0] != "maskcodec":
+        if owner is not None and owner.name in self.public and parts[0] in owner.members:
+            # a member named relative to its public class: :meth:`decode` inside Codec
+            parts = ["maskcodec", owner.name, *parts]
+            short = True
+        elif parts[0] != "maskcodec":
             parts = ["maskcodec", *parts]
         shown = parts[-1] if short or len(parts) == 2 else ".".join(parts)
         if len(parts) >= 2 and parts[1] in self.public:
@@ -46,5 +50,7 @@ class SphinxRoles(griffe.Extension):
         return f"`{match.group(2).strip().lstrip('~.')}`"
 
     def on_object(self, *, obj: griffe.Object, **kwargs: object) -> None:
-        if obj.docstring is not None and ":" in obj.docstring.value:
-            obj.docstring.value = _ROLE.sub(self._replace, obj.docstring.value)
+        if obj.docstring is None or ":" not in obj.docstring.value:
+            return
+        owner = obj if obj.is_class else obj.parent if obj.parent is not None and obj.parent.is_class else None
+        obj.docstring.value = _ROLE.sub(lambda m: self._replace(m, owner), obj.docstring.value)
