@@ -21,6 +21,7 @@ __all__ = ["main"]
 _COMMAND_MODULES = (
     "maskcodec._cli_codec",
     "maskcodec._cli_stats",
+    "maskcodec._cli_data",
 )
 
 

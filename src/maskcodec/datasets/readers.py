@@ -1,0 +1,490 @@
+"""Readers for segmentation datasets in their published layouts.
+
+Every reader returns a :class:`Source`: a list of :class:`Sample` (no pixels
+loaded yet) plus the :class:`Problem` list of what was skipped and why.
+``on_error="raise"`` makes the first problem fatal instead (a
+:class:`DatasetError` naming the file); nothing is ever dropped silently.
+
+Layouts
+-------
+COCO instances
+    ``instances_*.json`` with ``images``, ``annotations`` (polygons, RLE,
+    ``iscrowd``) and ``categories``.
+REFER (refCOCO, refCOCO+, refCOCOg)
+    ``<root>/<dataset>/refs(<split_by>).p`` (a pickled list of refs, each with
+    ``ref_id``, ``ann_id``, ``image_id``, ``split`` and ``sentences``) and
+    ``<root>/<dataset>/instances.json`` (COCO images, annotations,
+    categories).  Every sentence is a sample.
+gRefCOCO
+    ``<root>/grefcoco/grefs(unc).json`` (a JSON list of refs whose ``ann_id``
+    is a list; ``[-1]`` or ``no_target: true`` marks a no-target expression)
+    and ``instances.json``.  The targets of one expression are merged; a
+    no-target sample has an all-background grid.
+Semantic label folders (ADE20K, COCO-Stuff, PASCAL VOC / Context)
+    A folder of single-band PNGs (class id per pixel, 255 ignored) and a
+    class-name file; optionally a folder of instance-id PNGs with the same
+    file names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .._errors import LabelError
+from .._labels import safe_label
+from ._sample import CocoTarget, DatasetError, PngTarget, Problem, Sample
+
+__all__ = [
+    "Source",
+    "open_source",
+    "read_coco",
+    "read_grefcoco",
+    "read_names",
+    "read_refer",
+    "read_semantic",
+]
+
+OnError = Literal["skip", "raise"]
+
+
+@dataclass
+class Source:
+    """Samples of one dataset (in a fixed order) and the problems met reading it."""
+
+    name: str
+    samples: list[Sample]
+    problems: list[Problem] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.samples)
+
+    def __getitem__(self, i):
+        return self.samples[i]
+
+
+class _Report:
+    def __init__(self, on_error: str) -> None:
+        if on_error not in ("skip", "raise"):
+            raise DatasetError("<options>", f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        self.on_error = on_error
+        self.problems: list[Problem] = []
+
+    def __call__(self, path, reason: str, sample: str | None = None) -> None:
+        if self.on_error == "raise":
+            raise DatasetError(str(path), reason if sample is None else f"sample {sample}: {reason}")
+        self.problems.append(Problem(str(path), reason, sample))
+
+
+def _load_json(path) -> object:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise DatasetError(str(path), "file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(str(path), f"not valid JSON: {exc}") from None
+
+
+def _coco_tables(path, data) -> tuple[dict, dict, dict]:
+    if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
+        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise DatasetError(str(path), f"not a COCO instances file: need 'images', 'annotations' and "
+                           f"'categories', got {keys}")
+    images = {im["id"]: im for im in data["images"]}
+    anns = {a["id"]: a for a in data["annotations"]}
+    cats = {c["id"]: c["name"] for c in data["categories"]}
+    return images, anns, cats
+
+
+def _image_path(image_root: str, file_name: str) -> str:
+    return os.path.join(image_root, file_name) if image_root else file_name
+
+
+def _check_ann(ann: dict, image: dict) -> str | None:
+    """Why an annotation cannot be used, or None."""
+    segm = ann.get("segmentation")
+    if segm is None or (isinstance(segm, list) and not segm):
+        return "annotation has no segmentation"
+    if isinstance(segm, dict):
+        size = segm.get("size")
+        if list(size or []) != [image["height"], image["width"]]:
+            return f"RLE size {size} differs from the image's {image['height']}x{image['width']}"
+    return None
+
+
+def read_coco(
+    path,
+    /,
+    *,
+    group: Literal["object", "category"] = "object",
+    image_root: str = "",
+    crowd: bool = True,
+    on_error: OnError = "skip",
+) -> Source:
+    """Read a COCO instances JSON file.
+
+    Parameters
+    ----------
+    path : str or path
+        ``instances_*.json``.
+    group : {"object", "category"}
+        ``"object"``: one sample per object, labelled with its category name.
+        ``"category"``: one sample per (image, category), the union of all its
+        objects (several annotations merged).
+    image_root : str
+        Prefix for image paths in the output (e.g. ``"coco/train2014"``).
+    crowd : bool
+        Keep ``iscrowd`` annotations (they are RLE with uncompressed counts).
+    on_error : {"skip", "raise"}
+        What to do with an unusable annotation.
+    """
+    if group not in ("object", "category"):
+        raise DatasetError(str(path), f"group must be 'object' or 'category', got {group!r}")
+    report = _Report(on_error)
+    images, anns, cats = _coco_tables(path, _load_json(path))
+    buckets: dict[tuple, list[dict]] = {}
+    for ann in anns.values():
+        image = images.get(ann.get("image_id"))
+        sid = f"ann{ann.get('id')}"
+        if image is None:
+            report(path, f"annotation refers to image {ann.get('image_id')!r}, which is not in 'images'", sid)
+            continue
+        if ann.get("category_id") not in cats:
+            report(path, f"unknown category_id {ann.get('category_id')!r}", sid)
+            continue
+        if ann.get("iscrowd") and not crowd:
+            continue  # asked for: crowd regions are left out
+        why = _check_ann(ann, image)
+        if why:
+            report(path, why, sid)
+            continue
+        key = (ann["image_id"], ann["category_id"]) if group == "category" else (ann["id"],)
+        buckets.setdefault(key, []).append(ann)
+    samples = []
+    for key, group_anns in buckets.items():
+        first = group_anns[0]
+        image = images[first["image_id"]]
+        name = cats[first["category_id"]]
+        sid = f"img{key[0]}_cat{key[1]}" if group == "category" else f"ann{key[0]}"
+        samples.append(Sample(
+            id=sid,
+            image=_image_path(image_root, image["file_name"]),
+            label=safe_label(name),
+            target=CocoTarget(tuple(a["segmentation"] for a in group_anns),
+                              (int(image["height"]), int(image["width"])), str(path)),
+            task="referring",
+            meta={"image_id": first["image_id"], "category_id": first["category_id"],
+                  "ann_ids": [a["id"] for a in group_anns]},
+        ))
+    return Source(f"coco:{os.fspath(path)}", samples, report.problems)
+
+
+def _sentence_label(sent: dict) -> str | None:
+    text = sent.get("sent")
+    if not isinstance(text, str):
+        text = " ".join(sent.get("tokens") or []) or sent.get("raw")
+    if not isinstance(text, str):
+        return None
+    try:
+        return safe_label(text.lower())
+    except LabelError:  # nothing left once made safe (an empty sentence)
+        return None
+
+
+def _refer_samples(refs, images, anns, report, where, image_root, split, grefs):
+    samples = []
+    for ref in refs:
+        if split is not None and ref.get("split") != split:
+            continue
+        rid = ref.get("ref_id")
+        image = images.get(ref.get("image_id"))
+        if image is None:
+            report(where, f"ref {rid} refers to image {ref.get('image_id')!r}, not in instances.json", f"ref{rid}")
+            continue
+        ann_ids = ref.get("ann_id")
+        ann_ids = list(ann_ids) if isinstance(ann_ids, (list, tuple)) else [ann_ids]
+        no_target = bool(ref.get("no_target")) or ann_ids in ([-1], [])
+        segms = []
+        bad = None
+        if not no_target:
+            for aid in ann_ids:
+                ann = anns.get(aid)
+                if ann is None:
+                    bad = f"ref {rid} refers to annotation {aid!r}, not in instances.json"
+                    break
+                bad = _check_ann(ann, image)
+                if bad:
+                    bad = f"annotation {aid}: {bad}"
+                    break
+                segms.append(ann["segmentation"])
+        if bad:
+            report(where, bad, f"ref{rid}")
+            continue
+        target = CocoTarget(tuple(segms), (int(image["height"]), int(image["width"])), where)
+        for k, sent in enumerate(ref.get("sentences") or []):
+            sent_id = sent.get("sent_id", k)
+            label = _sentence_label(sent)
+            if label is None:
+                report(where, f"ref {rid} sentence {sent_id} has no usable text", f"ref{rid}_sent{sent_id}")
+                continue
+            samples.append(Sample(
+                id=f"ref{rid}_sent{sent_id}",
+                image=_image_path(image_root, image["file_name"]),
+                label=label,
+                target=target,
+                task="referring",
+                meta={"ref_id": rid, "sent_id": sent_id, "image_id": ref.get("image_id"),
+                      "split": ref.get("split"), "raw": sent.get("raw"), "ann_ids": ann_ids,
+                      **({"no_target": no_target} if grefs else {})},
+            ))
+    return samples
+
+
+def read_refer(
+    root,
+    /,
+    dataset: str = "refcoco",
+    *,
+    split_by: str = "unc",
+    split: str | None = None,
+    image_root: str = "",
+    on_error: OnError = "skip",
+) -> Source:
+    """Read refCOCO / refCOCO+ / refCOCOg in the REFER layout; every sentence is a sample.
+
+    Parameters
+    ----------
+    root : str or path
+        The folder holding ``<dataset>/refs(<split_by>).p`` and
+        ``<dataset>/instances.json`` (or that dataset folder itself).
+    dataset : str
+        ``"refcoco"``, ``"refcoco+"`` or ``"refcocog"``.
+    split_by : str
+        ``"unc"``, ``"google"`` or ``"umd"`` (the name inside ``refs(...).p``).
+    split : str, optional
+        Keep only refs of this split (``"train"``, ``"val"``, ``"testA"``...).
+    """
+    report = _Report(on_error)
+    folder = os.path.join(root, dataset)
+    if not os.path.isdir(folder):
+        folder = os.fspath(root)
+    refs_path = os.path.join(folder, f"refs({split_by}).p")
+    inst_path = os.path.join(folder, "instances.json")
+    try:
+        with open(refs_path, "rb") as fh:
+            refs = pickle.load(fh)
+    except FileNotFoundError:
+        raise DatasetError(refs_path, "file not found") from None
+    except Exception as exc:  # a corrupt pickle can raise almost anything
+        raise DatasetError(refs_path, f"cannot unpickle: {type(exc).__name__}: {exc}") from None
+    if not isinstance(refs, list):
+        raise DatasetError(refs_path, f"expected a list of refs, got {type(refs).__name__}")
+    images, anns, _ = _coco_tables(inst_path, _load_json(inst_path))
+    samples = _refer_samples(refs, images, anns, report, refs_path, image_root, split, grefs=False)
+    return Source(f"refer:{dataset}({split_by})", samples, report.problems)
+
+
+def read_grefcoco(
+    root,
+    /,
+    *,
+    split_by: str = "unc",
+    split: str | None = None,
+    image_root: str = "",
+    on_error: OnError = "skip",
+) -> Source:
+    """Read gRefCOCO: ``grefs(<split_by>).json`` plus ``instances.json``.
+
+    An expression with several targets is one sample whose mask is their
+    union; a no-target expression (``ann_id == [-1]`` or ``no_target``) is a
+    sample with an empty mask, written as an all-background grid.
+    """
+    report = _Report(on_error)
+    folder = os.path.join(root, "grefcoco")
+    if not os.path.isdir(folder):
+        folder = os.fspath(root)
+    refs_path = os.path.join(folder, f"grefs({split_by}).json")
+    inst_path = os.path.join(folder, "instances.json")
+    refs = _load_json(refs_path)
+    if not isinstance(refs, list):
+        raise DatasetError(refs_path, f"expected a JSON list of refs, got {type(refs).__name__}")
+    images, anns, _ = _coco_tables(inst_path, _load_json(inst_path))
+    samples = _refer_samples(refs, images, anns, report, refs_path, image_root, split, grefs=True)
+    return Source(f"grefcoco({split_by})", samples, report.problems)
+
+
+def read_names(path, /) -> dict[int, str]:
+    """Read a class-name file: ``{id: canonical name}``.
+
+    One name per line (line ``i`` names id ``i``), or ``ID NAME`` / ``ID: NAME``
+    lines.  ``name, other name`` lists synonyms; the first is kept.  Blank
+    lines and ``#`` comments are skipped.  Names are made safe labels.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "names.txt")
+    >>> _ = open(p, "w").write("background\\nperson, human\\ntv monitor, tv\\n")
+    >>> read_names(p)
+    {0: 'background', 1: 'person', 2: 'tv monitor'}
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = [ln.strip() for ln in fh]
+    except FileNotFoundError:
+        raise DatasetError(str(path), "class-name file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(str(path), f"class-name file is not UTF-8: {exc}") from None
+    content = [(n, ln) for n, ln in enumerate(lines, 1) if ln and not ln.startswith("#")]
+    explicit = bool(content) and all(ln.split(None, 1)[0].rstrip(":").isdigit() and len(ln.split(None, 1)) == 2
+                                     for _, ln in content)
+    names: dict[int, str] = {}
+    for i, (lineno, ln) in enumerate(content):
+        if explicit:
+            key, name = ln.split(None, 1)
+            idx = int(key.rstrip(":"))
+        else:
+            idx, name = i, ln
+        canonical = name.split(",")[0].strip()
+        if not canonical:
+            raise DatasetError(str(path), f"line {lineno} has an empty class name")
+        if idx in names:
+            raise DatasetError(str(path), f"line {lineno} names id {idx} a second time")
+        names[idx] = safe_label(canonical)
+    if not names:
+        raise DatasetError(str(path), "class-name file names no class")
+    return names
+
+
+_BACKGROUND_NAMES = ("background", "others", "other", "unlabeled", "unlabelled", "void")
+
+
+def read_semantic(
+    label_dir,
+    /,
+    names,
+    *,
+    image_dir: str = "",
+    image_ext: str = ".jpg",
+    instance_dir=None,
+    ignore_index: int | None = 255,
+    background_ids: Sequence[int] | None = None,
+    on_error: OnError = "skip",
+) -> Source:
+    """Read a folder of semantic label PNGs (one sample per image, multi-class).
+
+    Parameters
+    ----------
+    label_dir : str or path
+        Folder of single-band PNGs; each pixel holds a class id.
+    names : str, path or mapping
+        A class-name file (see :func:`read_names`) or ``{id: name}``.
+    image_dir, image_ext : str
+        The image path written for ``label_dir/x.png`` is ``image_dir/x<image_ext>``.
+    instance_dir : str or path, optional
+        Folder of instance-id PNGs with the same file names; each instance
+        becomes its own label (``person 1``, ``person 2``).
+    ignore_index : int or None
+        Pixel value that becomes background (255 in these datasets).
+    background_ids : sequence of int, optional
+        Class ids that become background; by default the ids named
+        ``background``, ``others``, ``unlabeled``... and id 0 when it has no name.
+    """
+    report = _Report(on_error)
+    table = read_names(names) if isinstance(names, (str, os.PathLike)) else {int(k): safe_label(v)
+                                                                           for k, v in dict(names).items()}
+    if background_ids is None:
+        background_ids = [i for i, n in table.items() if n.lower() in _BACKGROUND_NAMES]
+        if 0 not in table:
+            background_ids.append(0)
+    named = tuple(sorted((i, n) for i, n in table.items() if i not in set(background_ids)))
+    try:
+        files = sorted(f for f in os.listdir(label_dir) if f.lower().endswith(".png"))
+    except FileNotFoundError:
+        raise DatasetError(str(label_dir), "label folder not found") from None
+    if not files:
+        raise DatasetError(str(label_dir), "no .png label files in the folder")
+    samples = []
+    for f in files:
+        stem = f[:-4]
+        inst = None
+        if instance_dir is not None:
+            inst = os.path.join(instance_dir, f)
+            if not os.path.isfile(inst):
+                report(inst, "instance PNG not found", stem)
+                continue
+        samples.append(Sample(
+            id=stem,
+            image=_image_path(image_dir, stem + image_ext),
+            label=None,
+            target=PngTarget(os.path.join(os.fspath(label_dir), f), named, ignore_index,
+                             tuple(int(b) for b in background_ids), inst),
+            task="semantic",
+            meta={},
+        ))
+    return Source(f"semantic:{os.fspath(label_dir)}", samples, report.problems)
+
+
+def open_source(
+    src,
+    /,
+    *,
+    kind: str | None = None,
+    dataset: str = "refcoco",
+    split_by: str = "unc",
+    split: str | None = None,
+    names=None,
+    image_root: str = "",
+    image_ext: str = ".jpg",
+    instance_dir=None,
+    group: str = "object",
+    on_error: OnError = "skip",
+) -> Source:
+    """Open ``src`` with the reader its layout calls for (or the one ``kind`` names).
+
+    ``kind`` is one of ``"coco"``, ``"refer"``, ``"grefcoco"``, ``"semantic"``;
+    without it: a ``.json`` file is COCO, a folder holding ``refs(*).p`` (or
+    ``<dataset>/refs(*).p``) is REFER, one holding ``grefs(*).json`` is
+    gRefCOCO, and a folder of PNGs with ``names`` is semantic.
+    """
+    src = os.fspath(src)
+    if kind is None:
+        kind = _detect(src, dataset, split_by, names)
+    if kind == "coco":
+        return read_coco(src, group=group, image_root=image_root, on_error=on_error)
+    if kind == "refer":
+        return read_refer(src, dataset, split_by=split_by, split=split, image_root=image_root, on_error=on_error)
+    if kind == "grefcoco":
+        return read_grefcoco(src, split_by=split_by, split=split, image_root=image_root, on_error=on_error)
+    if kind == "semantic":
+        if names is None:
+            raise DatasetError(src, "a semantic label folder needs a class-name file (names=...)")
+        return read_semantic(src, names, image_dir=image_root, image_ext=image_ext,
+                             instance_dir=instance_dir, on_error=on_error)
+    raise DatasetError(src, f"unknown dataset kind {kind!r}; choose coco, refer, grefcoco or semantic")
+
+
+def _detect(src: str, dataset: str, split_by: str, names) -> str:
+    if os.path.isfile(src):
+        if src.endswith(".json"):
+            return "coco"
+        raise DatasetError(src, "cannot tell the dataset layout of this file; pass kind=")
+    if not os.path.isdir(src):
+        raise DatasetError(src, "no such file or folder")
+    for folder in (src, os.path.join(src, dataset), os.path.join(src, "grefcoco")):
+        if os.path.isfile(os.path.join(folder, f"grefs({split_by}).json")):
+            return "grefcoco"
+        if os.path.isfile(os.path.join(folder, f"refs({split_by}).p")):
+            return "refer"
+    if names is not None and any(f.lower().endswith(".png") for f in os.listdir(src)):
+        return "semantic"
+    raise DatasetError(src, "cannot tell the dataset layout (no refs(*).p, grefs(*).json, or PNGs with a "
+                       "class-name file); pass kind=")
