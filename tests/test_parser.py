@@ -372,3 +372,189 @@ def test_valid_texts_parse_to_their_grids(name):
     assert mc.to_text(res.grid, format=options.get("format", "rrle"), envelope=options.get("envelope", True)) == (
         text[res.start : res.end]
     )
+
+
+# ============================================================================ repair records
+
+# (text, options, grid ids expected, [(kind, line, column), ...] in order)
+REPAIR_CASES = {
+    "no_block": ("no answer here", {"grid": 2}, [[0, 0], [0, 0]], [("no_block", 1, 1)]),
+    "unterminated": (
+        "<seg>others *2\n dog *2\n oth",
+        {"grid": 2},
+        [[0, 0], [1, 1]],
+        [("unterminated", 3, 5), ("incomplete_row", 3, 1)],
+    ),
+    "bad_run": (
+        "<seg>others *2\n dog| others *1\n</seg>",
+        {"grid": 2},
+        [[0, 0], [0, 0]],
+        [("bad_run", 2, 1), ("short_row", 2, 1)],
+    ),
+    "pipe_without_space": ("<seg>others *1|dog *1\n others *2\n</seg>", {"grid": 2}, [[0, 1], [0, 0]], [("bad_separator", 1, 15)]),
+    "newline_without_space": ("<seg>others *2\nothers *2\n</seg>", {"grid": 2}, [[0, 0], [0, 0]], [("bad_separator", 2, 1)]),
+    "missing_run_separator": ("<seg>others *1 dog *1\n others *2\n</seg>", {"grid": 2}, [[0, 1], [0, 0]], [("bad_separator", 1, 15)]),
+    "huge_count": ("<seg>others *99999999999\n dog *2\n</seg>", {"grid": 2}, [[0, 0], [1, 1]], [("clamped_count", 1, 6)]),
+    "short_row": (
+        "<seg>others *1| dog *1\n others *1\n</seg>",
+        {"grid": (2, 3)},
+        [[0, 1, 1], [0, 0, 0]],
+        [("short_row", 1, 6), ("short_row", 2, 1)],
+    ),
+    "long_row": ("<seg>others *2| dog *2\n others *3\n</seg>", {"grid": (2, 3)}, [[0, 0, 1], [0, 0, 0]], [("long_row", 1, 16)]),
+    "empty_row": ("<seg>dog *3\n ???\n</seg>", {"grid": (2, 3)}, [[1, 1, 1], [0, 0, 0]], [("bad_run", 2, 1), ("empty_row", 2, 1)]),
+    "missing_rows": ("<seg>dog *3\n</seg>", {"grid": (2, 3)}, [[1, 1, 1], [0, 0, 0]], [("missing_rows", 2, 1)]),
+    "extra_rows": ("<seg>others *3\n others *3\n dog *3\n</seg>", {"grid": (2, 3)}, [[0, 0, 0], [0, 0, 0]], [("extra_rows", 3, 1)]),
+    "zero_count": ("<seg>others *0| dog *3\n others *3\n</seg>", {"grid": (2, 3)}, [[1, 1, 1], [0, 0, 0]], [("bad_run", 1, 6)]),
+    "unknown_label": (
+        "<seg>others *1| dgo *2\n</seg>",
+        {"grid": (1, 3), "labels": ["dog"]},
+        [[0, 0, 0]],
+        [("unknown_label", 1, 16)],
+    ),
+    "mapped_label": (
+        "<seg>others *1| White  Horse *2\n</seg>",
+        {"grid": (1, 3), "labels": ["white horse"]},
+        [[0, 1, 1]],
+        [("mapped_label", 1, 16)],
+    ),
+    "background_in_another_case": ("<seg>OTHERS *1| dog *2\n</seg>", {"grid": (1, 3)}, [[0, 1, 1]], [("mapped_label", 1, 6)]),
+    "unsafe_label": ("<seg>others *1| <seg>dog *2\n</seg>", {"grid": (1, 3)}, [[0, 1, 1]], [("unsafe_label", 1, 16)]),
+    "inferred_grid": (
+        "<seg>others *1| dog *2\n others *3\n others *1\n</seg>",
+        {},
+        [[0, 1, 1], [0, 0, 0], [0, 0, 0]],
+        [("inferred_grid", 1, 6), ("short_row", 3, 1)],
+    ),
+    "irle_short_body": ("<seg>others *3| dog *2\n</seg>", {"grid": (2, 3), "format": "irle"}, [[0, 0, 0], [1, 1, 1]], [("short_body", 2, 1)]),
+    "irle_long_body": ("<seg>others *3| dog *5\n</seg>", {"grid": (2, 3), "format": "irle"}, [[0, 0, 0], [1, 1, 1]], [("long_body", 1, 16)]),
+    "full_long_body": (
+        "<seg>others| dog| dog\n</seg>",
+        {"grid": (1, 2), "format": "full"},
+        [[0, 1]],
+        [("long_body", 2, 1)],
+    ),
+    "full_pipe_without_space": (
+        "<seg>others|dog\n</seg>",
+        {"grid": (1, 2), "format": "full"},
+        [[0, 1]],
+        [("bad_separator", 1, 13)],
+    ),
+    "crlf": (
+        "<seg>others *3\r\n others *3\r\n others *1\r\n</seg>",
+        {"grid": (3, 3)},
+        [[0, 0, 0], [0, 0, 0], [0, 0, 0]],
+        [("bad_separator", 1, 15), ("short_row", 3, 1)],
+    ),
+    "truncated_inside_a_row": (
+        "<seg>others *3\n dog *2| oth",
+        {"grid": (2, 3)},
+        [[0, 0, 0], [0, 0, 0]],
+        [("unterminated", 2, 13), ("incomplete_row", 2, 1), ("missing_rows", 2, 13)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPAIR_CASES))
+def test_repair_records(name):
+    text, options, ids, expected = REPAIR_CASES[name]
+    res = mc.parse(text, mode="repair", **options)
+    assert res.grid.ids.tolist() == ids
+    assert [(r.kind, r.line, r.column) for r in res.repairs] == expected
+    assert all(r.message for r in res.repairs)
+    assert res.repaired
+
+
+def test_every_documented_repair_kind_is_covered():
+    documented = set(re.findall(r"``(\w+)``", mc.Repair.__doc__.split("kind")[1].split(";")[0]))
+    covered = {kind for _, _, _, rec in REPAIR_CASES.values() for kind, _, _ in rec}
+    assert len(documented) >= 15 and documented <= covered
+
+
+def test_truncated_answer_keeps_complete_rows():
+    g = mc.LabelGrid(np.eye(6, dtype=int), ["others", "cat"])
+    text = mc.to_text(g)
+    cut = text[: text.index("\n", text.index("\n", text.index("\n") + 1) + 1) + 8]  # 3 rows and a bit
+    res = mc.parse(cut, grid=6, mode="repair")
+    assert not res.complete and res.found
+    np.testing.assert_array_equal(res.grid.ids[:3], g.ids[:3])
+    assert not res.grid.ids[3:].any()
+
+
+def test_unknown_keep_and_vocab_matching():
+    text = "<seg>others *1| dgo *1| Dog *1\n</seg>"
+    res = mc.parse(text, grid=(1, 3), mode="repair", labels=["dog"], unknown="keep")
+    assert res.grid.labels == ("others", "dgo", "dog")
+    assert [r.kind for r in res.repairs] == ["unknown_label", "mapped_label"]
+    with pytest.raises(mc.InputError, match="unknown must be 'background' or 'keep'"):
+        mc.parse(text, mode="repair", unknown="drop")
+
+
+# ============================================================================ several blocks, decode_mask
+
+
+def test_parse_all_reads_every_block():
+    a = mc.LabelGrid([[0, 1], [1, 1]], ["others", "cat"])
+    b = mc.LabelGrid([[1, 0, 0]], ["others", "dog"])
+    text = f"First: {a.to_text()}\nSecond: {b.to_text()} and a cut one: <seg>dog *1| oth"
+    repaired = mc.parse_all(text, mode="repair")
+    assert [r.grid for r in repaired[:2]] == [a, b]
+    assert [r.complete for r in repaired] == [True, True, False]
+    assert text[repaired[0].start : repaired[0].end] == a.to_text()
+    assert text[repaired[1].start : repaired[1].end] == b.to_text()
+    # The cut block's only row is unfinished: dropped, and said so.
+    assert repaired[2].grid.is_empty()
+    assert [r.kind for r in repaired[2].repairs][:2] == ["unterminated", "incomplete_row"]
+    with pytest.raises(mc.ParseError):
+        mc.parse_all(text)  # strict: the cut block is an error
+    assert [r.grid for r in mc.parse_all(text[: text.index(" and a cut")])] == [a, b]
+    assert mc.parse_all("no blocks") == []
+    with pytest.raises(mc.InputError, match="text4seg"):
+        mc.parse_all(text, mode="text4seg")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 7), (480, 640), (17, 5)])
+@pytest.mark.parametrize("mode", ["strict", "repair", "text4seg"])
+def test_decode_mask_shapes(size, mode):
+    g = mc.LabelGrid(np.tri(4, dtype=int), ["others", "cat"])
+    m = mc.decode_mask(g.to_text(), size=size, grid=4, mode=mode)
+    assert m.shape == size and m.dtype == bool
+    np.testing.assert_array_equal(m, ref.upsample(g.ids, *size) != 0)
+
+
+def test_decode_mask_bad_sizes():
+    text = "<seg>dog *1\n</seg>"
+    with pytest.raises(mc.InputError, match="positive"):
+        mc.decode_mask(text, size=(0, 4))
+    with pytest.raises(TypeError, match=r"\(height, width\)"):
+        mc.decode_mask(text, size=4)
+    with pytest.raises(TypeError, match=r"\(height, width\)"):
+        mc.decode_mask(text, size=(2.0, 4))
+
+
+def test_decode_mask_default_repair_never_raises():
+    assert not mc.decode_mask("the model said nothing useful", size=(5, 5)).any()
+    assert mc.decode_mask("<seg>dog *2\n dog *2", size=(2, 2), grid=2)[0].all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, pattern",
+    [
+        ({"mode": "lenient"}, mc.InputError, "unknown mode 'lenient'; choose one of strict, repair, text4seg"),
+        ({"format": "rle"}, mc.InputError, "unknown format 'rle'; choose one of rrle, irle, full"),
+        ({"background": "a|b"}, mc.LabelError, "background label 'a|b' is not a safe label"),
+        ({"grid": 0}, mc.InputError, "out of range"),
+        ({"grid": mc.MAX_GRID_SIDE + 1}, mc.InputError, "out of range"),
+        ({"labels": "dog"}, TypeError, "collection of str"),
+    ],
+)
+def test_parse_bad_options(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        mc.parse("<seg>dog *1\n</seg>", **kwargs)
+
+
+def test_parse_rejects_non_text():
+    with pytest.raises(TypeError, match="str"):
+        mc.parse(b"<seg>dog *1\n</seg>")
+    with pytest.raises(TypeError, match="str"):
+        mc.parse_all(None)

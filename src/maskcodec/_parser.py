@@ -544,10 +544,19 @@ def _lines(body: str, base: int):
         pos = k + 1
 
 
+def _newlines(rp, body, base):
+    """Read "\r\n" and a lone "\r" as "\n", keeping every offset (so repairs point at the right place)."""
+    k = body.find("\r")
+    if k < 0:
+        return body
+    rp.note("bad_separator", base + k, "'\\r' read as a line end")
+    return body.replace("\r\n", " \n").replace("\r", "\n")
+
+
 def _repair_rrle(rp, body, base, complete):
     rows_out = []
     raw_rows = []
-    for line, lpos, terminated in _lines(body.replace("\r\n", "\n").replace("\r", "\n"), base):
+    for line, lpos, terminated in _lines(_newlines(rp, body, base), base):
         if not line.strip():
             continue
         if not terminated and not complete:
@@ -603,10 +612,12 @@ def _repair_rrle(rp, body, base, complete):
 
 
 def _repair_flat(rp, body, base, complete, fmt):
-    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    text = _newlines(rp, body, base)
     if fmt == "full":
         cells = []
         pos = base
+        for sep in re.finditer(r"\|(?! )", text):
+            rp.note("bad_separator", base + sep.start() + 1, "'|' without the space after it")
         for piece in re.split(r"[|\n]", text):
             name = piece.strip()
             if name:
@@ -618,12 +629,16 @@ def _repair_flat(rp, body, base, complete, fmt):
         total = 0
         kept = []
         limit = (rp.rows * rp.cols) if rp.rows and rp.cols else MAX_GRID_SIDE * MAX_GRID_SIDE
-        for ident, n, _ in runs:
-            n = min(n, limit - total)
-            if n <= 0:
+        for ident, n, rpos in runs:
+            take = min(n, limit - total)
+            if take < n:
+                rp.note("long_body", rpos, f"more than {limit} cells; cut")
+            if take <= 0:
                 break
-            kept.append((ident, n))
-            total += n
+            kept.append((ident, take))
+            total += take
+            if take < n:
+                break
         flat = np.repeat([i for i, _ in kept], [n for _, n in kept]).astype(np.int64)
     if rp.rows is None or rp.cols is None:
         side = max(1, min(int(round(flat.size**0.5)), MAX_GRID_SIDE)) if flat.size else DEFAULT_GRID
