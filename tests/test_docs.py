@@ -166,6 +166,15 @@ def test_format_page_grammar_matches_the_parser_docstring():
         assert doc_rules[name] == code_rules[name], name
 
 
+def test_every_repair_kind_is_specified():
+    """Each kind the Repair docstring lists has a row (or a mention) on docs/format.md."""
+    kinds = re.findall(r"``([a-z_]+)``", maskcodec.Repair.__doc__)
+    assert {"no_block", "short_row", "unterminated", "reference_error"} <= set(kinds)
+    page = (DOCS / "format.md").read_text(encoding="utf-8")
+    missing = [kind for kind in kinds if kind != "kind" and f"`{kind}`" not in page]
+    assert not missing, f"docs/format.md does not specify repair kinds {missing}"
+
+
 def test_demo_prints_text_iou_and_length(capsys):
     from maskcodec.cli import main
 
