@@ -76,6 +76,27 @@ def test_python_blocks_run_and_print_what_the_docs_show(name, tmp_path, monkeypa
     assert run_examples(ROOT / name) >= 1
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in DOCS.glob("*.md")))
+def test_pycon_blocks_are_doctests(name):
+    """``pycon`` blocks (``>>>`` sessions) on each docs page run as doctests, in order, in one
+    namespace that starts with ``mc`` (maskcodec) and ``np`` (numpy)."""
+    import doctest
+
+    import numpy as np
+
+    text = (DOCS / name).read_text(encoding="utf-8")
+    sessions = [code for lang, code, _, _ in fenced_blocks(text) if lang == "pycon"]
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    namespace = {"mc": maskcodec, "np": np}  # shared: later sessions build on earlier ones
+    for k, code in enumerate(sessions):
+        test = parser.get_doctest(code, namespace, f"{name}[{k}]", name, 0)  # copies namespace
+        runner.run(test, clear_globs=False)
+        namespace = test.globs
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, f"{result.failed} pycon example(s) on docs/{name} failed (see output above)"
+
+
 def test_extractor_pairs_code_with_its_output():
     doc = (
         "intro\n```python\nprint(1)\n```\n\n```text\n1\n```\n"
