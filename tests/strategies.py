@@ -49,7 +49,9 @@ safe_labels = st.one_of(
 #: Arbitrary strings, for label checks and safe_label.
 any_strings = st.one_of(
     st.text(_label_chars, max_size=20),
-    st.text(st.sampled_from(list("ab |*\n\r\t ") + ["<seg>", "</seg>", "\x00", "\u2028", "\x85"]), max_size=20),
+    st.lists(st.sampled_from(list("ab |*\n\r\t <>/seg") + ["<seg>", "</seg>", "\x00", "\u2028", "\x85", "\xa0"]), max_size=20).map(
+        "".join
+    ),
 )
 
 
