@@ -10,7 +10,8 @@ Rendering
 ``torch.nn.functional.interpolate(mode="nearest")`` on a float64 tensor:
 output pixel ``y`` reads cell ``y * rows // height`` (exact integers).
 ``align="center"`` reads the cell containing the pixel centre,
-``((2 * y + 1) * rows) // (2 * height)``, which is symmetric under flipping.
+``((2 * y + 1) * rows) // (2 * height)``, which is symmetric under flipping
+except for a pixel whose centre lies exactly on a cell edge (it reads the higher cell).
 """
 
 from __future__ import annotations
