@@ -13,7 +13,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,6 +99,74 @@ def test_pycon_blocks_are_doctests(name):
         namespace = test.globs
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} pycon example(s) on docs/{name} failed (see output above)"
+
+
+def _console_sessions(text: str) -> list[list[tuple[str, str]]]:
+    """Each ``console`` block as [(command, expected output)], joining ``\\`` continuations."""
+    sessions = []
+    for lang, code, _, _ in fenced_blocks(text):
+        if lang != "console":
+            continue
+        steps: list[tuple[str, list[str]]] = []
+        lines = code.splitlines()
+        i = 0
+        while i < len(lines):
+            line = lines[i]
+            if line.startswith("$ "):
+                command = line[2:]
+                while command.endswith("\\") and i + 1 < len(lines):
+                    i += 1
+                    command = command[:-1] + " " + lines[i].strip()
+                steps.append((command, []))
+            elif steps:
+                steps[-1][1].append(line)
+            i += 1
+        sessions.append([(cmd, "\n".join(out)) for cmd, out in steps])
+    return sessions
+
+
+def _cli_fixtures(where: Path) -> None:
+    """The files docs/cli.md's examples use: horse.png, scene.png and names.txt."""
+    import numpy as np
+    from PIL import Image
+
+    horse = np.zeros((480, 640), dtype=np.uint8)
+    horse[120:360, 200:440] = 255
+    Image.fromarray(horse).save(where / "horse.png")
+    scene = np.zeros((300, 400), dtype=np.uint8)
+    scene[:100] = 3
+    scene[200:] = 7
+    scene[150:250, 150:250] = 12
+    scene[:20, :20] = 255
+    Image.fromarray(scene).save(where / "scene.png")
+    (where / "names.txt").write_text("3 sky\n7 grass\n12 cow\n", encoding="utf-8")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_cli_page_transcripts_are_real(tmp_path):
+    """Every ``console`` session on docs/cli.md (but ``--help`` ones, which depend on the
+    terminal and on commands added later) replays in bash with the output shown."""
+    _cli_fixtures(tmp_path)
+    sessions = _console_sessions((DOCS / "cli.md").read_text(encoding="utf-8"))
+    replayed = 0
+    for steps in sessions:
+        if not steps or any("--help" in cmd for cmd, _ in steps):
+            continue
+        script = [f'maskcodec() {{ "{sys.executable}" -m maskcodec "$@"; }}']
+        for k, (cmd, _) in enumerate(steps):
+            script.append(f"__rc=$?; echo '@@step {k}'; (exit $__rc)")  # keep $? for `echo $?`
+            script.append(f"{cmd} 2>&1")
+        proc = subprocess.run(
+            ["bash", "-c", "\n".join(script)], cwd=tmp_path, capture_output=True, text=True,
+            timeout=300, env={**os.environ, "COLUMNS": "100"},
+        )
+        outputs = proc.stdout.split("@@step ")[1:]
+        assert len(outputs) == len(steps), proc.stderr
+        for (cmd, expected), got in zip(steps, outputs):
+            got = got.split("\n", 1)[1] if "\n" in got else ""
+            assert _normalise(got) == _normalise(expected), f"docs/cli.md: `{cmd}` printed:\n{got}"
+        replayed += 1
+    assert replayed >= 4
 
 
 def test_extractor_pairs_code_with_its_output():
@@ -194,6 +266,19 @@ def test_every_repair_kind_is_specified():
     page = (DOCS / "format.md").read_text(encoding="utf-8")
     missing = [kind for kind in kinds if kind != "kind" and f"`{kind}`" not in page]
     assert not missing, f"docs/format.md does not specify repair kinds {missing}"
+
+
+@pytest.mark.parametrize("side", [16, 24, 32])
+def test_fast_parser_counts_past_255_cells(side):
+    """Regression: with NUMBA_DISABLE_JIT=1 the R-RLE fast path summed counts in uint8 and
+    decoded the quickstart's 24x24 and 32x32 answers to garbage (found replaying docs/cli.md)."""
+    import numpy as np
+
+    mask = np.zeros((480, 640), dtype=bool)
+    mask[120:360, 200:440] = True
+    text = maskcodec.encode_mask(mask, "white horse", grid=side)
+    grid = maskcodec.from_text(text)
+    assert np.array_equal(grid.foreground, maskcodec.quantize(mask, grid=side))
 
 
 def test_demo_prints_text_iou_and_length(capsys):

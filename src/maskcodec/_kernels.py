@@ -331,7 +331,7 @@ def parse_rrle(buf, stop, bg, rows, cols, max_side, cells, spans, shape):
                 return 1
             count = 0
             while pos < stop and 48 <= buf[pos] <= 57:
-                count = count * 10 + (buf[pos] - 48)
+                count = count * 10 + (np.int64(buf[pos]) - 48)  # int64: uint8 math wraps with the JIT off
                 if count > max_side:
                     return 1
                 pos += 1
