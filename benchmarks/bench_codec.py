@@ -77,7 +77,8 @@ def reference_decode(text: str, size: tuple[int, int], rows: int = GRID, cols: i
     """Text4Seg's evaluation decoder, as plain Python, and its nearest upsampling.
 
     The ``<seg>`` body is split into rows on ``"\\n "``, runs on ``"| "`` and
-    label/count on ``" *"``; ``others`` is 0 and every other label foreground;
+    label/count on ``" *"``; ``others`` is 0 and every other label foreground
+    (when ``others`` is missing, the first label is the background);
     the flat list is padded with its last value or cut to ``rows * cols``;
     any error gives an all-background grid.  The grid is then upsampled by
     ``dst * in // out`` (what ``torch.nn.functional.interpolate`` does on a
@@ -101,12 +102,15 @@ def reference_decode_grid(text: str, rows: int = GRID, cols: int = GRID) -> np.n
         for line in body.split("\n "):
             for run in line.split("| "):
                 name, count = run.split(" *")
-                cells.extend([name.strip()] * int(count))
-        order = list(dict.fromkeys(cells))
-        if "others" in order:
+                cells.extend([name] * int(count))
+        # The reference splits once more on "|" (for multi-label answers) and strips.
+        names = [s.strip() for s in "|".join(cells).split("|")]
+        order = list(dict.fromkeys(names))
+        if "others" in order:  # background first; without it the first label is background
             order.remove("others")
-        ids = {"others": 0, **{name: i + 1 for i, name in enumerate(order)}}
-        flat = [ids[name] for name in cells]
+            order.insert(0, "others")
+        ids = {name: i for i, name in enumerate(order)}
+        flat = [ids[name] for name in names]
     except Exception:
         flat = [0] * want
     if len(flat) < want:
@@ -403,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")), help="JSON results file ('' for none)")
     ap.add_argument("--no-compile", action="store_true", help="skip the from-scratch compile measurement")
     args = ap.parse_args(argv)
+    # pycocotools.mask.decode warns on every call under numpy 2; keep the output readable
+    # (the warning machinery's cost stays in its timing, as users pay it too).
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="pycocotools")
 
     info = machine_info()
     cases = load_cases(args.masks)
