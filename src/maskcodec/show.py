@@ -178,15 +178,6 @@ def show_record(record, /, *, image_root: str = "", size=None, grid=None):
     return img
 
 
-def _size_arg(text: str):
-    from .cli import CLIError
-
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise CLIError(f"--size must be WIDTHxHEIGHT with positive integers, got {text!r}")
-    return int(parts[1]), int(parts[0])
-
-
 def _read_arg(arg: str) -> str:
     if arg.startswith("@"):
         with open(arg[1:], encoding="utf-8") as fh:
@@ -197,7 +188,9 @@ def _read_arg(arg: str) -> str:
 def show_cli(args) -> int:
     from .cli import CLIError
 
-    size = _size_arg(args.size) if args.size else None
+    from ._cli_codec import _size
+
+    size = _size(args.size) if args.size else None
     sample = args.sample
     if args.answer is not None:
         answer = _read_arg(args.answer)
