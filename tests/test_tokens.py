@@ -368,12 +368,19 @@ def test_cli_exact_coco_results_and_instances(tmp_path, capsys, sp):
 
 
 @pytest.mark.slow_without_jit
-def test_cli_reproduces_issue_numbers(capsys):
+def test_cli_reproduces_issue_numbers(capsys, monkeypatch):
     """734 COCO masks, 16x16, class names, body without <seg>: R-RLE 88 median, mean ~102, full 512."""
+    root = COCO_FILE.parents[2]
+    monkeypatch.chdir(root)
+    page = (root / "docs" / "tokens.md").read_text(encoding="utf-8")
     for tok_file in (SP_FILE, TEKKEN_FILE):
-        code, out, err = _run(capsys, ["stats", str(COCO_FILE), "--tokenizer", tok_file, "--no-envelope",
-                                       "--format", "rrle", "full"])
+        argv = ["stats", "tests/data/coco_val2014_segm100.json", "--tokenizer", tok_file, "--no-envelope",
+                "--format", "rrle", "irle", "full"]
+        code, out, err = _run(capsys, argv)
         assert code == 0, err
+        if tok_file == SP_FILE:  # the table on docs/tokens.md is this output, verbatim
+            shown = " ".join(["$ maskcodec", *argv[:3], os.path.basename(tok_file), *argv[4:]])
+            assert f"{shown}\n{out}```" in page
         row = _row(out, "grid 16x16, format rrle, method nearest")
         assert row[1:3] == ["734", "88"]
         assert 101 <= float(row[3]) <= 102.5

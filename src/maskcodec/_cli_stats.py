@@ -218,6 +218,9 @@ def cmd_stats(args) -> int:
     print(f"maskcodec stats: {len(loaders)} masks from {src}")
     print(how)
     print(f"{label_note}; background {args.background!r}; envelope <seg>...</seg>: {'yes' if envelope else 'no'}")
+    print("columns: tokens per answer (median, mean, p90, max); vs full = 1 - mean / mean of full descriptors;")
+    print("oracle (quantize, render back): cIoU = sum I / sum U, mIoU = mean per-mask IoU, "
+          "lost = non-empty masks with an empty grid")
     header = ["subset", "masks", "median", "mean", "p90", "max", "vs full", "cIoU", "mIoU", "lost"]
     points = []
     for g in grids:

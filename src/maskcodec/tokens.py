@@ -166,9 +166,12 @@ def _load_tekken_tiktoken(data: dict, path: str):
         raise InputError(
             f"{path}: a tekken tokenizer needs mistral-common or tiktoken: pip install tiktoken"
         ) from None
-    config = data["config"]
-    n_regular = int(config["default_vocab_size"]) - int(config["default_num_special_tokens"])
-    ranks = {base64.b64decode(v["token_bytes"]): int(v["rank"]) for v in data["vocab"][:n_regular]}
+    try:
+        config = data["config"]
+        n_regular = int(config["default_vocab_size"]) - int(config["default_num_special_tokens"])
+        ranks = {base64.b64decode(v["token_bytes"]): int(v["rank"]) for v in data["vocab"][:n_regular]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: a malformed tekken tokenizer ({type(exc).__name__}: {exc})") from None
     if len(ranks) != n_regular:
         raise InputError(f"{path}: the tekken vocabulary has duplicate or missing tokens")
     name = os.path.basename(path).removesuffix(".json")
@@ -323,8 +326,8 @@ def _run_structure(ids: np.ndarray, fmt: int):
 
 
 def _digits(n: np.ndarray) -> int:
-    return int(n.size + np.count_nonzero(n >= 10) + np.count_nonzero(n >= 100)
-               + np.count_nonzero(n >= 1000) + np.count_nonzero(n >= 10000) + np.count_nonzero(n >= 100000))
+    """Total decimal digits of the counts (a count is at most 1024 * 1024: 7 digits)."""
+    return int(n.size + sum(np.count_nonzero(n >= 10**k) for k in range(1, 8)))
 
 
 def _estimate_ids(ids: np.ndarray, costs: np.ndarray, fmt: int, envelope: bool) -> int:
@@ -461,8 +464,12 @@ class GridPlan:
         (an empty mask whose grid is empty counts 1.0).
     lost : float or None
         Share of non-empty masks whose grid is empty.
+    budget, quantile
+        As given to :func:`plan_grid`.
+    exact : bool
+        True when the counts came from a tokenizer, False when estimated.
     candidates : tuple of ((int, int), int)
-        Every candidate grid with its token count at the quantile.
+        Every candidate grid, smallest first, with its token count at the quantile.
     """
 
     grid: tuple[int, int] | None
