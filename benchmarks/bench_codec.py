@@ -399,6 +399,16 @@ def format_table(medians: dict, ratios: dict, impls: list[Impl], per: dict[str, 
     return "\n".join(lines)
 
 
+def format_markdown(result: dict) -> str:
+    """The tables of a results.json dict as Markdown (for docs/benchmarks.md)."""
+    med, p90, desc = result["median_us"], result["p90_us"], result["descriptions"]
+    lines = ["| implementation | median us | p90 us |", "|---|---:|---:|"]
+    lines += [f"| {desc[k]} | {med[k]:.2f} | {p90[k]:.2f} |" for k in med]
+    lines += ["", "| ratio of medians | value | target |", "|---|---:|---|"]
+    lines += [f"| {r['meaning']} | {r['value']:.2f} | {r['target']} |" for r in result["ratios"].values()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--masks", type=int, default=None, help="use only the first N masks (default: all 734)")
@@ -406,7 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--number", type=int, default=3, help="calls per round")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results.json")), help="JSON results file ('' for none)")
     ap.add_argument("--no-compile", action="store_true", help="skip the from-scratch compile measurement")
+    ap.add_argument("--markdown", metavar="RESULTS_JSON", help="print the tables of a results file as Markdown and exit")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(format_markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
     # pycocotools.mask.decode warns on every call under numpy 2; keep the output readable
     # (the warning machinery's cost stays in its timing, as users pay it too).
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="pycocotools")

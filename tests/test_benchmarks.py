@@ -67,6 +67,14 @@ def test_timing_loop_and_summary_cover_every_implementation(codec, cases):
     assert all(math.isfinite(r["value"]) for r in ratios.values())
     table = codec.format_table(medians, ratios, impls, per)
     assert all(impl.description in table for impl in impls)
+    result = {
+        "median_us": medians,
+        "p90_us": dict.fromkeys(medians, 1.0),
+        "descriptions": {impl.key: impl.description for impl in impls},
+        "ratios": ratios,
+    }
+    markdown = codec.format_markdown(result)
+    assert markdown.count("\n") == len(impls) + len(ratios) + 4
 
 
 @pytest.mark.parametrize(
