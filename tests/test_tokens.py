@@ -347,7 +347,8 @@ def test_cli_exact_coco_results_and_instances(tmp_path, capsys, sp):
     results.write_text(json.dumps(anns))
     poly = {"images": [{"id": 7, "height": 32, "width": 48}],
             "categories": [{"id": 5, "name": "fire hydrant"}],
-            "annotations": [{"image_id": 7, "category_id": 5, "segmentation": [[8, 8, 40, 8, 40, 24, 8, 24]]}]}
+            "annotations": [{"image_id": 7, "category_id": 5,
+                             "segmentation": [[8, 8, 40, 8, 40, 24, 8, 24]]}]}
     instances = tmp_path / "instances.json"
     instances.write_text(json.dumps(poly))
     code, out, err = _run(capsys, ["stats", str(results), str(instances), "--tokenizer", SP_FILE,
@@ -360,7 +361,8 @@ def test_cli_exact_coco_results_and_instances(tmp_path, capsys, sp):
     masks = [mc.coco.rle_to_mask(a["segmentation"]) for a in anns]
     masks.append(mc.coco.rle_to_mask(poly["annotations"][0]["segmentation"], size=(32, 48)))
     for method in ("nearest", "area"):
-        counts = [T.count_tokens(mc.encode_mask(m, n, grid=16, method=method), sp) for m, n in zip(masks, names)]
+        counts = [T.count_tokens(mc.encode_mask(m, n, grid=16, method=method), sp)
+                  for m, n in zip(masks, names)]
         row = _row(out, f"grid 16x16, format rrle, method {method}")
         assert row[1:6] == ["4", f"{np.median(counts):g}", f"{np.mean(counts):.1f}",
                             f"{np.percentile(counts, 90):.1f}".removesuffix(".0"), str(max(counts))]

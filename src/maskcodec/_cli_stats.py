@@ -31,7 +31,8 @@ class _Progress:
             width = 30
             filled = width * self.done // max(self.total, 1)
             bar = "#" * filled + "." * (width - filled)
-            print(f"\r{self.label} [{bar}] {self.done}/{self.total} masks", end="", file=sys.stderr, flush=True)
+            line = f"\r{self.label} [{bar}] {self.done}/{self.total} masks"
+            print(line, end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.enabled and self.done:
@@ -97,7 +98,8 @@ def _png_mask(path: str):
         with Image.open(path) as img:
             img.load()
             if len(img.getbands()) != 1:
-                _fail(f"{path}: a mask image needs one channel (mode 1, L, P, I or I;16); got mode {img.mode}")
+                _fail(f"{path}: a mask image needs one channel (mode 1, L, P, I or I;16); "
+                      f"got mode {img.mode}")
             arr = np.asarray(img)
     except OSError as exc:
         if isinstance(exc, UnidentifiedImageError):
@@ -145,7 +147,9 @@ def _fmt(x: float) -> str:
 
 def _table(title: str, rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    def line(r: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
     return "\n".join([title, line(header), *(line(r) for r in rows)])
 
 
@@ -217,8 +221,10 @@ def cmd_stats(args) -> int:
     src = args.masks[0] if len(args.masks) == 1 else f"{len(args.masks)} inputs"
     print(f"maskcodec stats: {len(loaders)} masks from {src}")
     print(how)
-    print(f"{label_note}; background {args.background!r}; envelope <seg>...</seg>: {'yes' if envelope else 'no'}")
-    print("columns: tokens per answer (median, mean, p90, max); vs full = 1 - mean / mean of full descriptors;")
+    print(f"{label_note}; background {args.background!r}; "
+          f"envelope <seg>...</seg>: {'yes' if envelope else 'no'}")
+    print("columns: tokens per answer (median, mean, p90, max); "
+          "vs full = 1 - mean / mean of full descriptors;")
     print("oracle (quantize, render back): cIoU = sum I / sum U, mIoU = mean per-mask IoU, "
           "lost = non-empty masks with an empty grid")
     header = ["subset", "masks", "median", "mean", "p90", "max", "vs full", "cIoU", "mIoU", "lost"]
@@ -248,8 +254,8 @@ def cmd_stats(args) -> int:
                     if name == "all":
                         points.append((g, f, m, float(ts.mean()), acc.ciou, acc.giou))
                 title = (f"\ngrid {g[0]}x{g[1]}, format {f}, method {m} "
-                         f"(empty grid: {empty} tokens; full descriptors: median {_fmt(float(np.median(full)))}, "
-                         f"mean {full.mean():.1f})")
+                         f"(empty grid: {empty} tokens; full descriptors: "
+                         f"median {_fmt(float(np.median(full)))}, mean {full.mean():.1f})")
                 print(_table(title, rows, header))
     if args.plot:
         _plot(points, args.plot, how)

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -233,7 +232,9 @@ def load_tokenizer(path: str | os.PathLike, *, use_mistral_common: bool | None =
                     from mistral_common.tokens.tokenizers.tekken import Tekkenizer
                 except ImportError:
                     if use_mistral_common:
-                        raise InputError(f"{path}: use_mistral_common=True but mistral-common is not installed") from None
+                        raise InputError(
+                            f"{path}: use_mistral_common=True but mistral-common is not installed"
+                        ) from None
                 else:
                     return Tekkenizer.from_file(path)
             return _load_tekken_tiktoken(data, path)
@@ -285,7 +286,9 @@ def _family(family: str) -> tuple[int, int, int]:
     try:
         return _RULES[family]
     except (KeyError, TypeError):
-        raise InputError(f"unknown tokenizer family {family!r}; choose one of {', '.join(FAMILIES)}") from None
+        raise InputError(
+            f"unknown tokenizer family {family!r}; choose one of {', '.join(FAMILIES)}"
+        ) from None
 
 
 def guess_label_tokens(label: str, family: Family = "sentencepiece") -> int:
