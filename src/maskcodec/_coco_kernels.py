@@ -269,27 +269,44 @@ def counts_from_flat(flat, words, out):
 def counts_from_grid(cells, ylen, xs, out):
     """Column-major runs of the mask a grid renders to; returns their number.
 
-    ``cells`` is the ``(rows, cols)`` 0/1 grid, ``ylen[r]`` the number of pixel
-    rows that read cell row ``r`` (they are consecutive, in order), ``xs[x]``
-    the cell column read by pixel column ``x``.  ``out`` must hold
-    ``rows * len(xs) + 1`` values.
+    ``cells`` is the ``(rows, cols)`` grid (non-zero is foreground), ``ylen[r]``
+    the number of pixel rows that read cell row ``r`` (they are consecutive, in
+    order), ``xs[x]`` the cell column read by pixel column ``x`` (non-decreasing).
+    Every pixel column that reads cell column ``c`` has the same runs, so they
+    are worked out once per cell column (``pv``/``pl``: value and length of
+    each) and replayed.  ``out`` must hold ``rows * len(xs) + 1`` values.
     """
     rows = cells.shape[0]
+    pv = np.empty(rows, dtype=np.int64)
+    pl = np.empty(rows, dtype=np.int64)
+    npat = 0
+    last_c = -1
     m = 0
     cur = 0
     length = 0
     for x in range(xs.shape[0]):
         c = xs[x]
-        for r in range(rows):
-            k = ylen[r]
-            if k == 0:
-                continue
-            v = 1 if cells[r, c] != 0 else 0
+        if c != last_c:
+            last_c = c
+            npat = 0
+            for r in range(rows):
+                k = ylen[r]
+                if k == 0:
+                    continue
+                v = 1 if cells[r, c] != 0 else 0
+                if npat > 0 and pv[npat - 1] == v:
+                    pl[npat - 1] += k
+                else:
+                    pv[npat] = v
+                    pl[npat] = k
+                    npat += 1
+        for t in range(npat):
+            v = pv[t]
             if v != cur:
                 out[m] = length
                 m += 1
                 cur = v
                 length = 0
-            length += k
+            length += pl[t]
     out[m] = length
     return m + 1
