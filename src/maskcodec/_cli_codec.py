@@ -83,7 +83,7 @@ def cmd_encode(args) -> int:
     text = encode_mask(
         mask,
         labels,
-        grid=_grid(args.grid) or 16,
+        grid=16 if args.grid is None else _grid(args.grid),
         method=args.method,
         format=args.format,
         envelope=not args.no_envelope,
