@@ -253,3 +253,19 @@ def test_open_source_errors(tmp_path):
         open_source(tmp_path)
     with pytest.raises(DatasetError, match="unknown dataset kind"):
         open_source(tmp_path, kind="voc")
+
+
+def test_public_names_sorted_and_complete():
+    import maskcodec.datasets as ds
+    import maskcodec.metrics as metrics
+
+    for mod in (ds, metrics):
+        assert list(mod.__all__) == sorted(mod.__all__)
+        assert all(hasattr(mod, n) for n in mod.__all__)
+    import subprocess
+    import sys
+
+    # importing maskcodec stays light: no datasets, ray or pyarrow
+    code = "import sys, maskcodec; print(sorted(m for m in ('maskcodec.datasets', 'ray', 'pyarrow', 'datasets') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

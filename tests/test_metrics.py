@@ -45,9 +45,10 @@ def ref_iu(p, t):
 
 
 def ref_box_text4seg(m):
-    ys = [y for y in range(m.shape[0]) for x in range(m.shape[1]) if m[y, x]]
-    xs = [x for y in range(m.shape[0]) for x in range(m.shape[1]) if m[y, x]]
-    return (min(xs), min(ys), max(xs), max(ys)) if xs else None
+    pts = np.argwhere(m)  # (row, col) of every foreground pixel
+    if not len(pts):
+        return None
+    return (int(pts[:, 1].min()), int(pts[:, 0].min()), int(pts[:, 1].max()), int(pts[:, 0].max()))
 
 
 def ref_box_iou_text4seg(a, b):
@@ -292,6 +293,7 @@ def test_rec_accuracy_masks_and_boxes(coco_masks):
 
 # ---- oracle --------------------------------------------------------------------------------
 
+@pytest.mark.slow_without_jit
 @pytest.mark.parametrize("method", ["nearest", "area"])
 def test_oracle_matches_direct_quantize_render(coco_masks, method):
     masks = coco_masks[:50]

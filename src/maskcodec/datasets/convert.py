@@ -169,12 +169,17 @@ def _work(job):
     for s in samples:
         try:
             rec, g = _record(s, opts)
-        except (MaskcodecError, OSError) as exc:
+        except (ValueError, OSError, TypeError, KeyError) as exc:  # MaskcodecError is a ValueError
             if fatal:
                 raise
             path = exc.path if isinstance(exc, DatasetError) else getattr(s.target, "path", "") or getattr(
                 s.target, "source", "") or s.image
-            reason = exc.reason if isinstance(exc, DatasetError) else str(exc)
+            if isinstance(exc, DatasetError):
+                reason = exc.reason
+            elif isinstance(exc, MaskcodecError):
+                reason = str(exc)
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
             out.append((None, Problem(path, reason, s.id), 0))
             continue
         line = json.dumps(rec, ensure_ascii=False) + "\n"
