@@ -115,13 +115,19 @@ def test_hf_tokenizers_and_transformers():
     assert T.count_tokens("others *16| dog *16", fast) == 7
 
 
-def test_load_tokenizer_json(tmp_path):
+def test_load_tokenizer_json_and_folder(tmp_path):
     tok = _word_level()
     path = tmp_path / "tokenizer.json"
     tok.save(str(path))
     loaded = T.load_tokenizer(path)
     assert type(loaded).__module__.startswith("tokenizers")
     assert T.count_tokens("others *16| dog *16", loaded) == 7
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "hf"
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(folder)
+    auto = T.load_tokenizer(folder)
+    assert type(auto).__module__.startswith("transformers")
+    assert T.count_tokens("others *16| dog *16", auto) == 7
 
 
 def test_plain_callables():
@@ -339,6 +345,14 @@ def test_cli_png_estimate_and_progress(tmp_path, capsys):
     assert "(empty grid: 32 tokens; full descriptors: median 128, mean 128.0)" in out
     assert _row(out, "grid 4x4, format rrle")[2:6] == ["24", "24.0", "30.4", "32"]
     assert "2/2 masks" in err
+    code, out, err = _run(capsys, ["stats", a, b, "--grid", "8", "4", "--no-envelope", "--budget", "40"])
+    assert "  rrle, nearest: 4x4 (32 tokens; oracle cIoU 1.0000, mIoU 1.0000)" in out.splitlines()
+    code, out, err = _run(capsys, ["stats", a, b, "--grid", "8", "4", "--no-envelope", "--budget", "20",
+                                   "--quantile", "0.5"])
+    assert "budget 20 tokens for 50% of the masks" in out
+    assert "  rrle, nearest: no candidate fits (the cheapest, 4x4, needs 32 tokens)" in out.splitlines()
+    code, out, err = _run(capsys, ["stats", a, "--budget", "10", "--quantile", "2"])
+    assert code == 1 and "--quantile must be in [0, 1], got 2.0" in err
 
 
 def test_cli_exact_coco_results_and_instances(tmp_path, capsys, sp):

@@ -166,6 +166,10 @@ def cmd_stats(args) -> int:
     if args.label is not None:
         check_label(args.label)
     grids = [as_grid(g, "--grid") for g in args.grid]
+    if args.budget is not None and args.budget < 1:
+        _fail(f"--budget must be a positive number of tokens, got {args.budget}")
+    if not 0.0 <= args.quantile <= 1.0:
+        _fail(f"--quantile must be in [0, 1], got {args.quantile}")
     formats = list(dict.fromkeys(args.format))
     methods = list(dict.fromkeys(args.method))
     if args.plot:
@@ -257,10 +261,34 @@ def cmd_stats(args) -> int:
                          f"(empty grid: {empty} tokens; full descriptors: "
                          f"median {_fmt(float(np.median(full)))}, mean {full.mean():.1f})")
                 print(_table(title, rows, header))
+    if args.budget is not None:
+        _print_budget(args, grids, formats, methods, tokens, points)
     if args.plot:
         _plot(points, args.plot, how)
         print(f"\nplot written to {args.plot}")
     return 0
+
+
+def _print_budget(args, grids, formats, methods, tokens, points) -> None:
+    """The largest --grid candidate whose token count (at --quantile) fits --budget, per format/method."""
+    import numpy as np
+
+    share = f"{100 * args.quantile:g}% of the masks"
+    print(f"\nbudget {args.budget} tokens for {share} (largest --grid candidate that fits):")
+    quality = {(g, f, m): (ciou, miou) for g, f, m, _, ciou, miou in points}
+    by_cells = sorted(grids, key=lambda rc: (rc[0] * rc[1], rc[0]))
+    for f in formats:
+        for m in methods:
+            need = {g: int(np.quantile(tokens[g, m, f], args.quantile, method="higher")) for g in by_cells}
+            fits = [g for g in by_cells if need[g] <= args.budget]
+            if fits:
+                g = fits[-1]
+                ciou, miou = quality[g, f, m]
+                print(f"  {f}, {m}: {g[0]}x{g[1]} ({need[g]} tokens; "
+                      f"oracle cIoU {ciou:.4f}, mIoU {miou:.4f})")
+            else:
+                g = min(by_cells, key=lambda rc: need[rc])
+                print(f"  {f}, {m}: no candidate fits (the cheapest, {g[0]}x{g[1]}, needs {need[g]} tokens)")
 
 
 def _plot(points, out: str, how: str) -> None:
@@ -319,6 +347,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--background", default="others", help="background label (default: others)")
     p.add_argument("--no-envelope", action="store_true", help="count the body without <seg>...</seg>")
     p.add_argument("--plot", metavar="OUT.png", help="plot tokens against oracle IoU (needs matplotlib)")
+    p.add_argument("--budget", type=int, metavar="TOKENS",
+                   help="also name the largest --grid candidate whose answers fit this many tokens")
+    p.add_argument("--quantile", type=float, default=1.0, metavar="Q",
+                   help="with --budget: the share of masks that must fit (default 1.0: all)")
     prog = p.add_mutually_exclusive_group()
     prog.add_argument("--progress", dest="progress", action="store_true", default=None,
                       help="always show a progress bar on stderr (default: on a terminal, 200+ masks)")
