@@ -238,3 +238,23 @@ def test_cli_convert(tmp_path, coco, capsys):
     assert rc == 1 and "missing.json" in capsys.readouterr().err
     rc = main(["convert", str(path), "--to", "alpaca", "-o", str(out)])
     assert rc == 1 and "--to must be one of" in capsys.readouterr().err
+
+
+def test_workers_with_threads_running_use_spawn(tmp_path, coco):
+    """With another thread alive the pool is spawned, not forked; the output is the same."""
+    import threading
+
+    path, _ = coco
+    src = read_coco(path)
+    ref = tmp_path / "ref.jsonl"
+    convert(src, ref, chunk_size=200, stream=io.StringIO())
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        out = tmp_path / "spawn.jsonl"
+        convert(src, out, chunk_size=200, workers=2, stream=io.StringIO())
+    finally:
+        stop.set()
+        t.join()
+    assert out.read_bytes() == ref.read_bytes()

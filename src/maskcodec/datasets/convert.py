@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -371,8 +372,10 @@ def convert(
     pool = None
     try:
         if workers > 1 and total - start > chunk_size:
-            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
-                                              else "spawn")
+            # fork is fastest (workers inherit the loaded kernels), but forking a process that runs
+            # other threads (a Ray driver, a thread pool) can deadlock a child: spawn then.
+            can_fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+            ctx = multiprocessing.get_context("fork" if can_fork else "spawn")
             pool = ctx.Pool(workers)
             results = pool.imap(_work, jobs)  # ordered, so the file is the same for any worker count
         else:

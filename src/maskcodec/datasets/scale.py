@@ -13,9 +13,10 @@ named, never dropped).
 :func:`ray_convert`; :class:`BatchConverter` itself needs neither.
 
 Thread and process safety: the codec functions keep no mutable global state
-(their caches are ``functools.lru_cache`` of read-only arrays, and numba
-kernels release the GIL without touching shared data), so one converter may be
-called from several threads or pickled to other processes.
+(their caches are ``functools.lru_cache`` tables that are never written after
+they are built, and the numba kernels release the GIL and write only into
+arrays allocated for the call), so one converter may be called from several
+threads or pickled to other processes.
 """
 
 from __future__ import annotations
