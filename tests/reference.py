@@ -212,6 +212,7 @@ REFERENCES = {
     "to_text(format='full')": ("write_full", "test_text.py::test_writers_match_groupby"),
     "_kernels.write_text": ("WRITERS", "test_text.py::test_writers_match_groupby"),
     "encode_mask (defaults)": ("text4seg_encode", "test_frozen.py::test_frozen_matches_reference_encoder"),
+    "_kernels.encode_binary": ("text4seg_encode", "test_text.py::test_encode_mask_binary_equals_text4seg_pipeline"),
     "parse(mode='text4seg')": ("text4seg_decode", "test_parser.py::test_text4seg_mode_matches_reference"),
     "_kernels.parse_rrle (_parser._fast_rrle)": (
         "the hand-written strict parser",
