@@ -258,3 +258,20 @@ def test_workers_with_threads_running_use_spawn(tmp_path, coco):
         stop.set()
         t.join()
     assert out.read_bytes() == ref.read_bytes()
+
+
+def test_cli_convert_semantic(tmp_path, coco, capsys):
+    _, data = coco
+    label_dir, names, inst_dir, truth = build_semantic(tmp_path, data)
+    out = tmp_path / "sem.jsonl"
+    rc = main(["convert", str(label_dir), "--names", str(names), "--instances", str(inst_dir), "--to", "swift",
+               "--grid", "32", "-o", str(out), "--image-root", "ade/images", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    recs = _lines(out)
+    assert len(recs) == len(truth) and recs[0]["query"].startswith("<img>ade/images/")
+    # with 1-based names every class id shifts by one name: the labels differ
+    out2 = tmp_path / "sem2.jsonl"
+    assert main(["convert", str(label_dir), "--names", str(names), "--names-start", "1", "--to", "swift",
+                 "-o", str(out2), "--quiet", "--ignore-index", "-1"]) == 0
+    err = capsys.readouterr().err
+    assert "no name in the class-name file" in err  # 255 is a class now, and unnamed: reported

@@ -168,6 +168,8 @@ def test_read_names_formats(tmp_path):
     assert read_names(p) == {0: "wall", 1: "building", 2: "sky"}
     p.write_text("0: background\n1 aeroplane\n15 person, people\n")
     assert read_names(p) == {0: "background", 1: "aeroplane", 15: "person"}
+    p.write_text("wall\nbuilding, edifice\n")
+    assert read_names(p, first_id=1) == {1: "wall", 2: "building"}  # ADE20K objectInfo150 style
     p.write_text("1 cat\n1 dog\n")
     with pytest.raises(DatasetError, match="second time"):
         read_names(p)

@@ -118,6 +118,10 @@ def test_no_target_policies():
     one.add(e, e)
     one.add(e, f)
     assert one.giou == 0.5 and one.ciou == 0.0
+    assert (one.empty_targets, one.empty_correct, one.n_acc) == (1, 1, 1.0)
+    one.add(f, e)  # something predicted on a no-target sample
+    assert one.n_acc == 0.5 and one.summary()["n_acc"] == 0.5
+    assert math.isnan(IoUAccumulator().n_acc)
     only_empty = IoUAccumulator()
     only_empty.add(e, e)
     assert only_empty.ciou == 1.0

@@ -17,6 +17,7 @@ def cmd_convert(args) -> int:
         args.src, kind=args.kind, dataset=args.dataset, split_by=args.split_by, split=args.split,
         names=args.names, image_root=args.image_root, image_ext=args.image_ext,
         instance_dir=args.instances, group=args.group, on_error=on_error,
+        ignore_index=None if args.ignore_index < 0 else args.ignore_index, first_id=args.names_start,
     )
     for p in source.problems:
         print(f"maskcodec convert: skipped {p}", file=sys.stderr)
@@ -66,6 +67,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--split-by", default="unc", help="the name in refs(NAME).p / grefs(NAME).json")
     g.add_argument("--split", help="keep only this split (train, val, testA, ...)")
     g.add_argument("--names", metavar="FILE", help="class-name file of a semantic label folder")
+    g.add_argument("--names-start", type=int, default=0, metavar="ID",
+                   help="id of the first name in a one-name-per-line file (1 for ADE20K's 150 names)")
+    g.add_argument("--ignore-index", type=int, default=255, metavar="V",
+                   help="label value that becomes background (default 255; -1 for none)")
     g.add_argument("--instances", metavar="DIR", help="instance-id PNG folder: labels become 'person 1', ...")
     g.add_argument("--group", choices=("object", "category"), default="object",
                    help="COCO: a sample per object, or per (image, category) with objects merged")

@@ -185,7 +185,8 @@ class IoUAccumulator:
     0.8333333333333334
     """
 
-    __slots__ = ("_no_target", "intersection", "union", "_ious", "count", "skipped", "empty_targets")
+    __slots__ = ("_no_target", "intersection", "union", "_ious", "count", "skipped", "empty_targets",
+                 "empty_correct")
 
     def __init__(self, *, no_target: NoTarget = "one") -> None:
         self._no_target = _policy(no_target)
@@ -195,6 +196,7 @@ class IoUAccumulator:
         self.count = 0  # samples added
         self.skipped = 0  # samples left out of gIoU by no_target="skip"
         self.empty_targets = 0  # samples whose target was empty
+        self.empty_correct = 0  # ... and whose prediction was empty too
 
     @property
     def no_target(self) -> str:
@@ -216,6 +218,7 @@ class IoUAccumulator:
         self.count += 1
         if target_empty if target_empty is not None else uni == 0:
             self.empty_targets += 1
+            self.empty_correct += uni == 0  # nothing predicted where nothing is
         value = _ratio(inter, uni, self._no_target)
         if value is None:
             self.skipped += 1
@@ -241,6 +244,11 @@ class IoUAccumulator:
         """Mean per-sample IoU (``nan`` when no sample counts)."""
         return math.fsum(self._ious) / len(self._ious) if self._ious else math.nan
 
+    @property
+    def n_acc(self) -> float:
+        """No-target accuracy (gRefCOCO's N-acc): the share of empty-target samples predicted empty."""
+        return self.empty_correct / self.empty_targets if self.empty_targets else math.nan
+
     def merge(self, *others: IoUAccumulator) -> IoUAccumulator:
         """A new accumulator holding this one's samples followed by the others'."""
         out = IoUAccumulator(no_target=self._no_target)
@@ -257,6 +265,7 @@ class IoUAccumulator:
             out.count += acc.count
             out.skipped += acc.skipped
             out.empty_targets += acc.empty_targets
+            out.empty_correct += acc.empty_correct
         return out
 
     __add__ = merge
@@ -271,6 +280,7 @@ class IoUAccumulator:
             "count": self.count,
             "skipped": self.skipped,
             "empty_targets": self.empty_targets,
+            "empty_correct": self.empty_correct,
         }
 
     @classmethod
@@ -282,6 +292,7 @@ class IoUAccumulator:
         out.count = int(state["count"])
         out.skipped = int(state["skipped"])
         out.empty_targets = int(state["empty_targets"])
+        out.empty_correct = int(state.get("empty_correct", 0))
         return out
 
     def __getstate__(self):
@@ -296,12 +307,13 @@ class IoUAccumulator:
         return isinstance(other, IoUAccumulator) and self.state() == other.state()
 
     def summary(self) -> dict:
-        """``{"ciou", "giou", "count", "skipped", "empty_targets"}``."""
+        """``{"ciou", "giou", "n_acc", "count", "skipped", "empty_targets"}``."""
         return {
             "ciou": self.ciou,
             "giou": self.giou,
             "count": self.count,
             "skipped": self.skipped,
+            "n_acc": self.n_acc,
             "empty_targets": self.empty_targets,
         }
 

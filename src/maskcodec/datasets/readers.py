@@ -321,11 +321,11 @@ def read_grefcoco(
     return Source(f"grefcoco({split_by})", samples, report.problems)
 
 
-def read_names(path, /) -> dict[int, str]:
+def read_names(path, /, *, first_id: int = 0) -> dict[int, str]:
     """Read a class-name file: ``{id: canonical name}``.
 
-    One name per line (line ``i`` names id ``i``), or ``ID NAME`` / ``ID: NAME``
-    lines.  ``name, other name`` lists synonyms; the first is kept.  Blank
+    One name per line (the ``i``-th name names id ``first_id + i``; ADE20K's
+    150 names start at 1), or ``ID NAME`` / ``ID: NAME`` lines.  ``name, other name`` lists synonyms; the first is kept.  Blank
     lines and ``#`` comments are skipped.  Names are made safe labels.
 
     Examples
@@ -352,7 +352,7 @@ def read_names(path, /) -> dict[int, str]:
             key, name = ln.split(None, 1)
             idx = int(key.rstrip(":"))
         else:
-            idx, name = i, ln
+            idx, name = first_id + i, ln
         canonical = name.split(",")[0].strip()
         if not canonical:
             raise DatasetError(str(path), f"line {lineno} has an empty class name")
@@ -377,6 +377,7 @@ def read_semantic(
     instance_dir=None,
     ignore_index: int | None = 255,
     background_ids: Sequence[int] | None = None,
+    first_id: int = 0,
     on_error: OnError = "skip",
 ) -> Source:
     """Read a folder of semantic label PNGs (one sample per image, multi-class).
@@ -397,9 +398,11 @@ def read_semantic(
     background_ids : sequence of int, optional
         Class ids that become background; by default the ids named
         ``background``, ``others``, ``unlabeled``... and id 0 when it has no name.
+    first_id : int
+        Id of the first name in a one-name-per-line file (see :func:`read_names`).
     """
     report = _Report(on_error)
-    table = read_names(names) if isinstance(names, (str, os.PathLike)) else {int(k): safe_label(v)
+    table = read_names(names, first_id=first_id) if isinstance(names, (str, os.PathLike)) else {int(k): safe_label(v)
                                                                            for k, v in dict(names).items()}
     if background_ids is None:
         background_ids = [i for i, n in table.items() if n.lower() in _BACKGROUND_NAMES]
@@ -446,6 +449,8 @@ def open_source(
     image_ext: str = ".jpg",
     instance_dir=None,
     group: str = "object",
+    ignore_index: int | None = 255,
+    first_id: int = 0,
     on_error: OnError = "skip",
 ) -> Source:
     """Open ``src`` with the reader its layout calls for (or the one ``kind`` names).
@@ -467,8 +472,8 @@ def open_source(
     if kind == "semantic":
         if names is None:
             raise DatasetError(src, "a semantic label folder needs a class-name file (names=...)")
-        return read_semantic(src, names, image_dir=image_root, image_ext=image_ext,
-                             instance_dir=instance_dir, on_error=on_error)
+        return read_semantic(src, names, image_dir=image_root, image_ext=image_ext, instance_dir=instance_dir,
+                             ignore_index=ignore_index, first_id=first_id, on_error=on_error)
     raise DatasetError(src, f"unknown dataset kind {kind!r}; choose coco, refer, grefcoco or semantic")
 
 
