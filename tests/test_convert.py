@@ -275,3 +275,21 @@ def test_cli_convert_semantic(tmp_path, coco, capsys):
                  "-o", str(out2), "--quiet", "--ignore-index", "-1"]) == 0
     err = capsys.readouterr().err
     assert "no name in the class-name file" in err  # 255 is a class now, and unnamed: reported
+
+
+def test_bench_convert_smoke():
+    """benchmarks/bench_convert.py runs once on a few samples; 1 and 2 workers write the same file."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_convert.py"
+    spec = importlib.util.spec_from_file_location("bench_convert", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_convert"] = bench
+    spec.loader.exec_module(bench)
+    samples = bench.make_samples(800)  # more than the 734 shared masks: replication wraps around
+    assert samples[734].target == samples[0].target and samples[734].id != samples[0].id
+    one = bench.run(samples, 1, "llava", 16, 128)
+    two = bench.run(samples, 2, "llava", 16, 128)
+    assert one[1:] == two[1:] and one[1] > 0  # same size and digest
