@@ -351,6 +351,10 @@ def test_cli_png_estimate_and_progress(tmp_path, capsys):
                                    "--quantile", "0.5"])
     assert "budget 20 tokens for 50% of the masks" in out
     assert "  rrle, nearest: no candidate fits (the cheapest, 4x4, needs 32 tokens)" in out.splitlines()
+    code, out, err = _run(capsys, ["stats", a, "--family", "bpe", "--label", "refrigerator", "--grid", "4"])
+    assert "ESTIMATED for the bpe family" in out
+    # 4x4 of the half mask: "refrigerator *2| others *2\n" is 2 + 2 + 1 + 1 + 2 + 1 a row (+ 6 envelope).
+    assert _row(out, "grid 4x4, format rrle")[2] == "42"
     code, out, err = _run(capsys, ["stats", a, "--budget", "10", "--quantile", "2"])
     assert code == 1 and "--quantile must be in [0, 1], got 2.0" in err
 

@@ -340,8 +340,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--family", choices=("sentencepiece", "bpe"), default="sentencepiece",
                    help="tokenizer family of the estimate without --tokenizer (default sentencepiece)")
     p.add_argument("--grid", type=int, nargs="+", default=[16], metavar="N", help="grid sides (default 16)")
-    p.add_argument("--format", nargs="+", choices=("rrle", "irle", "full"), default=["rrle"])
-    p.add_argument("--method", nargs="+", choices=("nearest", "area", "coverage"), default=["nearest"])
+    p.add_argument("--format", nargs="+", choices=("rrle", "irle", "full"), default=["rrle"],
+                   help="answer formats, one table each (default rrle; full descriptors are always "
+                        "counted for the 'vs full' column)")
+    p.add_argument("--method", nargs="+", choices=("nearest", "area", "coverage"), default=["nearest"],
+                   help="quantization methods, one table each (default nearest)")
     p.add_argument("--label", metavar="NAME",
                    help="foreground label of every mask (default: COCO category names, else 'object')")
     p.add_argument("--background", default="others", help="background label (default: others)")
