@@ -387,7 +387,9 @@ def convert(
                 if line is None:
                     summary.skipped += 1
                     summary.problems.append(problem)
-                    print(f"maskcodec convert: skipped {problem}", file=stream)
+                    # "\r\033[K" clears a progress line drawn on a terminal first
+                    print(f"{chr(13) + chr(27) + '[K' if bar.enabled else ''}maskcodec convert: skipped {problem}",
+                          file=stream)
                 else:
                     data.append(line)
                     summary.samples += 1
@@ -404,6 +406,7 @@ def convert(
             pool.close()
             pool.join()
             pool = None
+        os.fsync(fh.fileno())  # the data is on disk before the name says the file is complete
     finally:
         if pool is not None:
             pool.terminate()
