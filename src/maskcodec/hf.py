@@ -1,0 +1,1012 @@
+"""Constrained decoding for Hugging Face ``transformers``: answers that always parse.
+
+:class:`SegLogitsProcessor` is a ``transformers.LogitsProcessor``.  The model
+writes freely until it writes ``<seg>`` (or is made to, with ``force_seg``);
+from there on only tokens that keep the text a prefix of a well-formed answer
+(exactly ``rows x cols`` cells, allowed labels, ``</seg>``) keep a finite
+score, and after ``</seg>`` only end-of-sequence does.  Given
+``max_new_tokens``, it also plans the end: once the shortest way to finish
+needs every token left, it writes that way, so the answer is complete before
+the budget runs out.
+
+How it works
+------------
+The answer grammar of :mod:`maskcodec.grammar` runs as a byte-level automaton
+(a label automaton or a trie of the allowed labels, the cells left in the row,
+the count being written, the rows left).  A token is allowed in a state when
+its bytes walk the automaton without dying.  The vocabulary is kept as a
+sorted list of token byte strings, an implicit trie, so one state's mask costs
+one walk that stops at the first impossible byte; masks are cached per state.
+Inside a label the walk is shared across every state that differs only in
+the counts (a label does not depend on them), so the large "any label" masks
+are built once per label state.  ``torch`` and ``transformers`` are imported
+only when :class:`SegLogitsProcessor` is first used.
+
+Examples
+--------
+>>> from maskcodec.hf import SegLogitsProcessor  # doctest: +SKIP
+>>> proc = SegLogitsProcessor(tokenizer, 16, 16, labels=["white horse"],
+...                           force_seg=True, max_new_tokens=400)  # doctest: +SKIP
+>>> out = model.generate(ids, logits_processor=[proc], max_new_tokens=400,
+...                      do_sample=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import numpy as np
+
+from ._errors import InputError
+from ._vocab import Vocab, vocab_of
+from .grammar import DEAD, SPACE, START, _labels_list, label_accepts, label_step
+from .quantize import as_grid
+
+__all__ = ["SegLogitsProcessor", "TokenAutomaton"]
+
+OPEN = b"<seg>"
+CLOSE = b"</seg>"
+
+# Phases of the automaton state tuples.
+P_OPEN, P_LAB, P_CNT, P_SEP, P_NL, P_CLOSE, P_DONE = range(7)
+_FORMATS = ("rrle", "irle", "full")
+
+
+def _utf8_len(lead: int) -> int:
+    if 0xC2 <= lead <= 0xDF:
+        return 2
+    if 0xE0 <= lead <= 0xEF:
+        return 3
+    if 0xF0 <= lead <= 0xF4:
+        return 4
+    return 0
+
+
+# Valid second bytes of UTF-8 sequences whose range differs from 80-BF (no overlongs,
+# no surrogates, nothing past U+10FFFF).
+_SECOND = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}
+
+
+class _Trie:
+    """A vocabulary as a sorted list of byte strings: node = (lo, hi, depth)."""
+
+    def __init__(self, vocab: Vocab):
+        items = sorted((p, i) for i, p in enumerate(vocab.pieces) if p)
+        self.toks = [p for p, _ in items]
+        self.ids = np.array([i for _, i in items], dtype=np.int64)
+        self.root = (0, len(self.toks), 0)
+        self.size = vocab.size
+        self.max_len = max((len(p) for p in self.toks), default=0)
+        self._kids: dict[tuple[int, int, int], list] = {}
+
+    def here(self, node):
+        """Index range of the tokens that end exactly at ``node``."""
+        lo, hi, d = node
+        toks = self.toks
+        k = lo
+        while k < hi and len(toks[k]) == d:
+            k += 1
+        return lo, k
+
+    def children(self, node):
+        kids = self._kids.get(node)
+        if kids is not None:
+            return kids
+        lo, hi, d = node
+        toks = self.toks
+        i = self.here(node)[1]
+        kids = []
+        while i < hi:
+            t = toks[i]
+            b = t[d]
+            j = hi if b == 255 else bisect.bisect_left(toks, t[:d] + bytes([b + 1]), i, hi)
+            kids.append((b, (i, j, d + 1)))
+            i = j
+        if len(self._kids) < 200_000:
+            self._kids[node] = kids
+        return kids
+
+    def longest_prefix(self, data: bytes) -> tuple[int, int]:
+        """(token id, length) of the longest token that is a prefix of ``data``; (-1, 0) if none."""
+        node = self.root
+        best = (-1, 0)
+        for d, b in enumerate(data):
+            nxt = None
+            for cb, child in self.children(node):
+                if cb == b:
+                    nxt = child
+                    break
+            if nxt is None:
+                break
+            node = nxt
+            lo, k = self.here(node)
+            if k > lo:
+                best = (int(self.ids[lo]), d + 1)
+        return best
+
+    def greedy(self, data: bytes) -> list[int] | None:
+        """Greedy longest-match tokenization of ``data`` (None when impossible)."""
+        out = []
+        pos = 0
+        while pos < len(data):
+            tid, n = self.longest_prefix(data[pos:])
+            if n == 0:
+                return None
+            out.append(tid)
+            pos += n
+        return out
+
+
+class Mask(NamedTuple):
+    """Allowed tokens of one state: large label components (by key) plus explicit ids."""
+
+    dense: tuple
+    ids: np.ndarray
+    key: tuple
+
+
+class TokenAutomaton:
+    """The answer grammar as a byte automaton with per-state token masks (torch-free).
+
+    States are tuples whose first item is the phase.  ``step(state, byte)``
+    returns the next state or None; :meth:`allowed` returns the sorted token
+    ids allowed in a state as a NumPy array.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        rows: int,
+        cols: int,
+        labels: Iterable[str] | None = None,
+        *,
+        format: str = "rrle",
+        background: str = "others",
+        canonical: bool = False,
+        envelope: bool = True,
+        max_label_len: int | None = 64,
+        trie: _Trie | None = None,
+    ):
+        if format not in _FORMATS:
+            raise InputError(f"unknown format {format!r}; choose one of {', '.join(_FORMATS)}")
+        self.vocab = vocab
+        self.rows, self.cols = rows, cols
+        self.format = format
+        self.full = format == "full"
+        self.names = _labels_list(labels, background)
+        self.background = background
+        if canonical and self.names is None:
+            raise InputError("canonical=True needs a fixed label set (labels=...)")
+        if canonical and self.full:
+            raise InputError("canonical=True applies to run-length formats, not 'full'")
+        self.canonical = canonical
+        self.envelope = envelope
+        if max_label_len is not None and max_label_len < 1:
+            raise InputError(f"max_label_len must be >= 1 or None, got {max_label_len}")
+        self.max_label_len = max_label_len if self.names is None else None
+        self.trie = trie if trie is not None else _Trie(vocab)
+        if self.format == "rrle":
+            self.width, self.nrows = cols, rows
+        else:
+            self.width, self.nrows = rows * cols, 1
+        self._build_label_trie()
+        # A token spans at most this many row ends, so more rows left than that look alike.
+        self.row_clip = 2 + max((t.count(b"\n") for t in self.trie.toks if b"\n\n" not in t), default=0)
+        self._label_memo: dict = {}
+        self._mask_cache: OrderedDict = OrderedDict()
+        self._dense_cache: OrderedDict = OrderedDict()
+        self._check_vocab()
+
+    # ------------------------------------------------------------------ labels
+
+    def _build_label_trie(self):
+        if self.names is None:
+            return
+        kids: list[dict[int, int]] = [{}]
+        end: list[int] = [-1]
+        for lid, name in enumerate(self.names):
+            node = 0
+            for b in name.encode("utf-8"):
+                nxt = kids[node].get(b)
+                if nxt is None:
+                    nxt = len(kids)
+                    kids[node][b] = nxt
+                    kids.append({})
+                    end.append(-1)
+                node = nxt
+            end[node] = lid
+        self.lkids, self.lend = kids, end
+        # Labels reachable below each node, for completing a label.
+        below: list[set[int]] = [set() for _ in kids]
+        for lid, name in enumerate(self.names):
+            node = 0
+            below[0].add(lid)
+            for b in name.encode("utf-8"):
+                node = kids[node][b]
+                below[node].add(lid)
+        self.lbelow = below
+
+    def _lab_accepts(self, lab, prev):
+        if lab < 0:
+            return False
+        if self.names is None:
+            return label_accepts(lab)
+        lid = self.lend[lab]
+        return lid >= 0 and (not self.canonical or lid != prev)
+
+    def _lab_step(self, lab, partial, b):
+        """Continue a label by one byte: (lab, partial) or None."""
+        if lab < 0:
+            return None
+        if self.names is not None:
+            nxt = self.lkids[lab].get(b)
+            return None if nxt is None else (nxt, b"")
+        if partial:
+            lo, hi = _SECOND.get(partial[0], (0x80, 0xBF)) if len(partial) == 1 else (0x80, 0xBF)
+            if not lo <= b <= hi:
+                return None
+            partial += bytes([b])
+            if len(partial) < _utf8_len(partial[0]):
+                return lab, partial
+            try:
+                ch = partial.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            nxt = label_step(lab, ch)
+            return None if nxt == DEAD else (nxt, b"")
+        if b >= 0x80:
+            return (lab, bytes([b])) if _utf8_len(b) else None
+        nxt = label_step(lab, chr(b))
+        return None if nxt == DEAD else (nxt, b"")
+
+    def _lab_cost(self, lab, partial):
+        """Bytes still needed before the label is complete (any-label mode)."""
+        # Optimistic for a partial character (a non-space one can always complete it), so
+        # that label bytes + cost never decreases along a path: a token's last state decides.
+        if partial:
+            return _utf8_len(partial[0]) - len(partial)
+        return 0 if label_accepts(lab) else 1
+
+    # ------------------------------------------------------------------ states
+
+    def start(self, free: bool = False):
+        """The state before ``<seg>`` (envelope) or at the body start."""
+        if self.envelope:
+            return (P_OPEN, 0)
+        return self.body_start()
+
+    def body_start(self):
+        return self._lab_state(self.nrows, self.width, -1)
+
+    def _lab_state(self, rows_left, k, prev):
+        lab = 0 if self.names is not None else START
+        # (phase, rows_left, k, lab, pend, prev, partial, lablen)
+        return (P_LAB, rows_left, k, lab, -1, prev, b"", 0)
+
+    def _after_body(self):
+        return (P_CLOSE, 0) if self.envelope else (P_DONE,)
+
+    def step(self, s, b):
+        """The state after byte ``b``, or None."""
+        ph = s[0]
+        if ph == P_LAB:
+            return self._step_lab(s, b)
+        if ph == P_CNT:
+            _, rl, k, v, prev = s
+            if 0x30 <= b <= 0x39:
+                if v == 0 and b == 0x30:
+                    return None
+                nv = v * 10 + (b - 0x30)
+                return (P_CNT, rl, k, nv, prev) if nv <= k else None
+            if v == 0:
+                return None
+            if b == 0x7C and v < k:  # "|"
+                return (P_SEP, rl, k - v, prev)
+            if b == 0x0A and v == k:
+                if rl > 1:
+                    return (P_NL, rl - 1)
+                return self._after_body()
+            return None
+        if ph == P_SEP:
+            if b != 0x20:
+                return None
+            _, rl, k, prev = s
+            return self._lab_state(rl, k, prev)
+        if ph == P_NL:
+            return self._lab_state(s[1], self.width, -1) if b == 0x20 else None
+        if ph == P_OPEN:
+            i = s[1]
+            if b != OPEN[i]:
+                return None
+            return (P_OPEN, i + 1) if i + 1 < len(OPEN) else self.body_start()
+        if ph == P_CLOSE:
+            i = s[1]
+            if b != CLOSE[i]:
+                return None
+            return (P_CLOSE, i + 1) if i + 1 < len(CLOSE) else (P_DONE,)
+        return None
+
+    def _exit(self, s, b, lid):
+        """Leave the label phase of ``s`` on byte ``b`` (label ``lid`` just ended)."""
+        _, rl, k = s[0], s[1], s[2]
+        if not self.full:
+            return (P_CNT, rl, k, 0, lid)
+        if b == 0x7C and k > 1:
+            return (P_SEP, rl, k - 1, -1)
+        if b == 0x0A and k == 1:
+            return self._after_body()
+        return None
+
+    def _label_move(self, lp, b):
+        """One byte inside the label phase, independent of counts.
+
+        ``lp = (lab, pend, prev, partial)``.  Returns ``("in", lp2, used)`` with
+        ``used`` the label bytes this byte adds, ``("exit", lid)`` when the byte
+        ends the label, or None.
+        """
+        lab, pend, prev, partial = lp
+        if not self.full:
+            if b == 0x2A:  # "*" after "label "
+                return ("exit", pend) if pend >= 0 else None
+            nxt = self._lab_step(lab, partial, b)
+            if b == 0x20 and not partial and self._lab_accepts(lab, prev):
+                lid = self.lend[lab] if self.names is not None else 0
+                return ("in", (nxt[0] if nxt else DEAD, lid, prev, b""), 1)
+            if nxt is None:
+                return None
+            return ("in", (nxt[0], -1, prev, nxt[1]), 1)
+        if b in (0x7C, 0x0A):
+            if partial or not self._lab_accepts(lab, prev):
+                return None
+            return ("exit", self.lend[lab] if self.names is not None else 0)
+        nxt = self._lab_step(lab, partial, b)
+        if nxt is None:
+            return None
+        return ("in", (nxt[0], -1, prev, nxt[1]), 1)
+
+    def _fits(self, lp, lablen):
+        """Whether a label of ``lablen`` bytes in state ``lp`` can still end within the limit."""
+        if self.max_label_len is None:
+            return True
+        lab, pend, _, partial = lp
+        need = lablen + self._lab_cost(lab, partial) if lab >= 0 else 10**9
+        if pend >= 0:
+            need = min(need, lablen - 1)  # the space was the separator
+        return need <= self.max_label_len
+
+    def _step_lab(self, s, b):
+        _, rl, k, lab, pend, prev, partial, lablen = s
+        mv = self._label_move((lab, pend, prev, partial), b)
+        if mv is None:
+            return None
+        if mv[0] == "exit":
+            return self._exit(s, b, mv[1])
+        lp = mv[1]
+        if not self._fits(lp, lablen + 1):
+            return None
+        return (P_LAB, rl, k, lp[0], lp[1], lp[2], lp[3], lablen + 1)
+
+    def walk_bytes(self, s, data: bytes):
+        for b in data:
+            s = self.step(s, b)
+            if s is None:
+                return None
+        return s
+
+    # ------------------------------------------------------------------ masks
+
+    def _key(self, s):
+        """States with the same future token masks share a key."""
+        ph = s[0]
+        if ph == P_LAB:
+            room = 0
+            if self.max_label_len is not None:
+                room = min(self.max_label_len - s[7], self.trie.max_len + 2)
+            return (ph, min(s[1], self.row_clip)) + s[2:7] + (room,)
+        if ph in (P_CNT, P_SEP, P_NL):
+            return (ph, min(s[1], self.row_clip)) + s[2:]
+        return s
+
+    def allowed(self, s) -> Mask:
+        """The tokens allowed in state ``s`` (cached per state)."""
+        key = self._key(s)
+        hit = self._mask_cache.get(key)
+        if hit is not None:
+            self._mask_cache.move_to_end(key)
+            return hit
+        out: list = []
+        self._walk(self.trie.root, s, out)
+        dense = tuple(sorted({x[1] for x in out if isinstance(x, tuple)}, key=repr))
+        arrays = [x for x in out if not isinstance(x, tuple)]
+        ids = np.unique(np.concatenate(arrays)) if arrays else np.empty(0, dtype=np.int64)
+        mask = Mask(dense, ids, key)
+        self._mask_cache[key] = mask
+        if len(self._mask_cache) > 20_000:
+            self._mask_cache.popitem(last=False)
+        return mask
+
+    def allowed_ids(self, s) -> np.ndarray:
+        """Sorted ids of the tokens allowed in state ``s``."""
+        m = self.allowed(s)
+        parts = [m.ids] + [np.flatnonzero(self.dense(k)) for k in m.dense]
+        return np.unique(np.concatenate(parts))
+
+    def dense(self, dkey) -> np.ndarray:
+        """The boolean vocabulary mask of one large label component."""
+        hit = self._dense_cache.get(dkey)
+        if hit is not None:
+            self._dense_cache.move_to_end(dkey)
+            return hit
+        node, lp, room = dkey
+        pure_ids, pure_need, _ = self._label_subtree(node, lp)
+        m = np.zeros(self.trie.size, dtype=bool)
+        m[pure_ids if room is None else pure_ids[pure_need <= room]] = True
+        self._dense_cache[dkey] = m
+        if len(self._dense_cache) > 256:
+            self._dense_cache.popitem(last=False)
+        return m
+
+    def _walk(self, node, s, out):
+        trie = self.trie
+        lo, k = trie.here(node)
+        if k > lo and node[2] > 0:
+            out.append(trie.ids[lo:k])
+        for b, child in trie.children(node):
+            s2 = self.step(s, b)
+            if s2 is None:
+                continue
+            if s2[0] == P_LAB:
+                self._walk_label(child, s2, out)
+            else:
+                self._walk(child, s2, out)
+
+    def _walk_label(self, node, s, out):
+        """Tokens below ``node`` entered in label state ``s``, using the count-free memo."""
+        _, rl, k, lab, pend, prev, partial, lablen = s
+        lp = (lab, pend, prev, partial)
+        pure_ids, pure_need, exits = self._label_subtree(node, lp)
+        room = None
+        if self.max_label_len is not None:
+            room = self.max_label_len - lablen
+            if pure_need.size and room >= pure_need.max():
+                room = None
+        if pure_ids.size > 1024:
+            out.append(("D", (node, lp, room)))
+        elif room is None:
+            out.append(pure_ids)
+        else:
+            out.append(pure_ids[pure_need <= room])
+        for child, b, lid, used in exits:
+            if self.max_label_len is not None and lablen + used > self.max_label_len:
+                continue
+            s2 = self._exit(s, b, lid)
+            if s2 is not None:
+                self._walk(child, s2, out) if s2[0] != P_LAB else self._walk_label(child, s2, out)
+
+    def _label_subtree(self, node, lp):
+        """For tokens below ``node`` read from label state ``lp``: the ones that stay in the
+        label (ids and the label bytes each needs) and the points where the label ends."""
+        key = (node, lp)
+        hit = self._label_memo.get(key)
+        if hit is not None:
+            return hit
+        trie = self.trie
+        ids: list[np.ndarray] = []
+        needs: list[np.ndarray] = []
+        exits: list = []
+        # Depth-first, iteratively: (node, label state, label bytes used, bytes before a pending space)
+        stack = [(node, lp, 0)]
+        while stack:
+            nd, cur, used = stack.pop()
+            lo, k = trie.here(nd)
+            if k > lo:  # (the root holds no token: there are no empty ones)
+                lab, pend, _, partial = cur
+                need = used + self._lab_cost(lab, partial) if (lab >= 0 and self.names is None) else used
+                if pend >= 0:
+                    need = min(need, used - 1) if lab >= 0 else used - 1
+                ids.append(trie.ids[lo:k])
+                needs.append(np.full(k - lo, need, dtype=np.int64))
+            for b, child in trie.children(nd):
+                mv = self._label_move(cur, b)
+                if mv is None:
+                    continue
+                if mv[0] == "exit":
+                    exits.append((child, b, mv[1], used - 1 if not self.full else used))
+                else:
+                    stack.append((child, mv[1], used + 1))
+        pure_ids = np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
+        pure_need = np.concatenate(needs) if needs else np.empty(0, dtype=np.int64)
+        result = (pure_ids, pure_need, exits)
+        self._label_memo[key] = result
+        return result
+
+    # ------------------------------------------------------------------ finishing
+
+    def _finish_label(self, lab, pend, prev, partial):
+        """Bytes that end the current label (any-label: the shortest way; fixed: a label)."""
+        if self.names is not None:
+            if pend >= 0:
+                return b""
+            best = None
+            for lid in sorted(self.lbelow[lab]) if lab >= 0 else ():
+                if self.canonical and lid == prev:
+                    continue
+                tail = self.names[lid].encode("utf-8")[self._depth(lab):]
+                if best is None or len(tail) < len(best):
+                    best = tail
+            return best
+        if pend >= 0:
+            return b""
+        out = b""
+        cur = (lab, partial)
+        while True:
+            lab, partial = cur
+            if not partial and label_accepts(lab):
+                return out
+            for b in ([0x80, 0x81, 0x90, 0xA0] if partial else [0x61, 0x78]):
+                nxt = self._lab_step(lab, partial, b)
+                if nxt is not None:
+                    out += bytes([b])
+                    cur = nxt
+                    break
+            else:
+                return None
+
+    def _depth(self, node):
+        if not hasattr(self, "_ldepth"):
+            depth = [0] * len(self.lkids)
+            for n, kids in enumerate(self.lkids):
+                for c in kids.values():
+                    depth[c] = depth[n] + 1
+            self._ldepth = depth
+        return self._ldepth[node]
+
+    def _fill_label(self, prev):
+        """A label for the runs written to finish (differs from ``prev`` when canonical)."""
+        if self.names is None:
+            return self.background
+        for lid, name in enumerate(self.names):
+            if not (self.canonical and lid == prev):
+                return name
+        return None
+
+    def finish(self, s) -> list[bytes] | None:
+        """Pieces of the shortest planned way to finish the answer from ``s`` (None: none)."""
+        ph = s[0]
+        bg = self.background.encode("utf-8")
+        pieces: list[bytes] = []
+        if ph == P_OPEN:
+            pieces.append(OPEN[s[1]:])
+            s = self.body_start()
+            ph = P_LAB
+        if ph in (P_CLOSE, P_DONE):
+            return [CLOSE[s[1]:]] if ph == P_CLOSE else []
+        if ph == P_NL:
+            rows_after, head = s[1], b" "
+            k = self.width
+            tail = self._run_text(bg, k, head)
+            return pieces + [tail] + self._rows_tail(rows_after - 1)
+        rl = s[1]
+        if self.full:
+            if ph == P_LAB:
+                _, rl, k, lab, pend, prev, partial, _ = s
+                end = self._finish_label(lab, pend, prev, partial)
+                if end is None:
+                    return None
+                pieces.append(end)
+            else:  # P_SEP
+                k = s[2] + 1
+                pieces.append(b" " + bg)
+            pieces.extend([b"| " + bg] * (k - 1))
+            pieces.append(b"\n")
+            return pieces + self._rows_tail(0)
+        if ph == P_LAB:
+            _, rl, k, lab, pend, prev, partial, _ = s
+            end = self._finish_label(lab, pend, prev, partial)
+            if end is None:
+                return None
+            pieces.append(end + (b"*" if pend >= 0 and not end else b" *") + str(k).encode() + b"\n")
+        elif ph == P_SEP:
+            _, rl, k, prev = s
+            fill = self._fill_label(prev).encode("utf-8")
+            pieces.append(b" " + fill + b" *" + str(k).encode() + b"\n")
+        elif ph == P_CNT:
+            _, rl, k, v, prev = s
+            if v == 0:
+                pieces.append(str(k).encode() + b"\n")
+            elif v == k:
+                pieces.append(b"\n")
+            elif str(k).startswith(str(v)):
+                pieces.append(str(k)[len(str(v)):].encode() + b"\n")
+            else:
+                fill = self._fill_label(prev).encode("utf-8")
+                pieces.append(b"| " + fill + b" *" + str(k - v).encode() + b"\n")
+        return pieces + self._rows_tail(rl - 1)
+
+    def _run_text(self, bg, k, head):
+        fill = self._fill_label(-1).encode("utf-8")
+        return head + fill + b" *" + str(k).encode() + b"\n"
+
+    def _rows_tail(self, rows_after):
+        fill = self._fill_label(-1).encode("utf-8")
+        row = b" " + fill + b" *" + str(self.width).encode() + b"\n"
+        return [row] * max(rows_after, 0) + ([CLOSE] if self.envelope else [])
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_vocab(self):
+        """Every character the grammar may need must be writable one character at a time."""
+        need = set("<seg>/| *\n0123456789")
+        if self.names is not None:
+            for n in self.names:
+                need.update(n)
+        else:
+            need.update("ax")
+        need.update(self.background)
+        if not self.envelope:
+            need -= set("<seg>/") - set("".join(self.names or []) + self.background)
+        missing = []
+        for ch in sorted(need):
+            data = ch.encode("utf-8")
+            if self.trie.greedy(data) is None:
+                missing.append(ch)
+        if missing:
+            raise InputError(
+                "the tokenizer's vocabulary cannot write "
+                + ", ".join(repr(c) for c in missing)
+                + " as text, which the answer grammar needs"
+            )
+
+    # ------------------------------------------------------------------ free text
+
+    def free_masks(self):
+        """For free text that ends with ``k`` bytes of ``<seg>`` (k = 0..4): a boolean mask of
+        the tokens allowed there (any token, unless it completes ``<seg>`` and then goes on
+        with something the grammar forbids), and ``{token id: state}`` for the tokens that
+        complete ``<seg>``."""
+        if hasattr(self, "_free"):
+            return self._free
+        masks, entered = [], []
+        pieces = self.vocab.pieces
+        for k in range(len(OPEN)):
+            m = np.zeros(self.trie.size, dtype=bool)
+            into: dict[int, tuple] = {}
+            head = OPEN[:k]
+            for tid, p in enumerate(pieces):
+                if not p:
+                    continue
+                if b"<" not in p and not (k and p[:1] in b"seg>"):
+                    m[tid] = True
+                    continue
+                text = head + p
+                i = text.find(OPEN)
+                if i < 0:
+                    m[tid] = True
+                    continue
+                st = self.walk_bytes(self.body_start(), text[i + len(OPEN):])
+                if st is not None:
+                    m[tid] = True
+                    into[tid] = st
+            masks.append(m)
+            entered.append(into)
+        self._free = (masks, entered)
+        return self._free
+
+
+def _open_suffix(text: bytes) -> int:
+    """How many bytes at the end of ``text`` are a proper prefix of ``<seg>``."""
+    for k in range(len(OPEN) - 1, 0, -1):
+        if text.endswith(OPEN[:k]):
+            return k
+    return 0
+
+
+# ============================================================================ the processor
+
+_AUTOMATA: OrderedDict = OrderedDict()
+_VOCABS: OrderedDict = OrderedDict()
+
+
+def _vocab_and_trie(tokenizer):
+    key = id(tokenizer)
+    hit = _VOCABS.get(key)
+    if hit is not None and hit[0] is tokenizer:
+        return hit[1], hit[2]
+    vocab = vocab_of(tokenizer)
+    trie = _Trie(vocab)
+    _VOCABS[key] = (tokenizer, vocab, trie)
+    if len(_VOCABS) > 4:
+        _VOCABS.popitem(last=False)
+    return vocab, trie
+
+
+def automaton_for(tokenizer, rows, cols, labels=None, **options) -> TokenAutomaton:
+    """A (cached) :class:`TokenAutomaton` for a tokenizer, grid and label set."""
+    vocab, trie = _vocab_and_trie(tokenizer)
+    names = None if labels is None else tuple(labels)
+    key = (id(tokenizer), rows, cols, names, tuple(sorted(options.items())))
+    hit = _AUTOMATA.get(key)
+    if hit is not None:
+        _AUTOMATA.move_to_end(key)
+        return hit
+    auto = TokenAutomaton(vocab, rows, cols, names, trie=trie, **options)
+    _AUTOMATA[key] = auto
+    if len(_AUTOMATA) > 16:
+        _AUTOMATA.popitem(last=False)
+    return auto
+
+
+class _Seq:
+    """Where one sequence is: free text (``free`` = bytes of ``<seg>`` seen), in the answer
+    (``state``), following a plan to finish (``plan``), or past end-of-sequence."""
+
+    __slots__ = ("free", "state", "plan", "ended")
+
+    def __init__(self, free, state, plan=None, ended=False):
+        self.free = free
+        self.state = state
+        self.plan = plan
+        self.ended = ended
+
+
+def _make_processor_class():
+    import torch
+    from transformers import LogitsProcessor
+
+    class SegLogitsProcessor(LogitsProcessor):
+        """A ``transformers.LogitsProcessor`` that makes every answer parse.
+
+        Parameters
+        ----------
+        tokenizer
+            A ``transformers`` tokenizer, ``tokenizers.Tokenizer``,
+            ``sentencepiece.SentencePieceProcessor`` or ``tiktoken.Encoding``
+            whose ids the model uses.
+        rows, cols : int
+            The grid (``cols`` defaults to ``rows``).
+        labels : collection of str, optional
+            The allowed foreground labels (the background is always allowed);
+            None allows any safe label.
+        format : {"rrle", "irle", "full"}
+        background : str
+        canonical : bool
+            Adjacent runs must differ (fixed labels only).
+        force_seg : bool
+            Start the answer at once instead of waiting for the model to write
+            ``<seg>``.
+        max_new_tokens : int, optional
+            The generation budget (pass the same to ``generate``).  When given,
+            the processor finishes the answer in time, and a grid that cannot fit
+            raises :class:`~maskcodec.InputError` here.
+        max_label_len : int or None
+            With free labels, the longest label in UTF-8 bytes (default 64).
+        eos_token_id : int, optional
+            The end-of-sequence token allowed after ``</seg>`` (default: the
+            tokenizer's).
+
+        Notes
+        -----
+        Before ``<seg>`` every token is allowed except end-of-sequence (and tokens
+        that would complete ``<seg>`` and go on with something invalid).  Each
+        batch row has its own state, looked up by its generated tokens, so
+        sampling, batches and beam search all work.  The text to parse is
+        ``tokenizer.decode(generated_ids, skip_special_tokens=True)``.
+        """
+
+        def __init__(
+            self,
+            tokenizer,
+            rows: int,
+            cols: int | None = None,
+            labels: Iterable[str] | None = None,
+            *,
+            format: str = "rrle",
+            background: str = "others",
+            canonical: bool = False,
+            force_seg: bool = False,
+            max_new_tokens: int | None = None,
+            max_label_len: int | None = 64,
+            eos_token_id: int | None = None,
+        ):
+            rows, cols = as_grid((rows, rows if cols is None else cols))
+            self.auto = automaton_for(
+                tokenizer, rows, cols, labels, format=format, background=background,
+                canonical=canonical, max_label_len=max_label_len,
+            )
+            vocab = self.auto.vocab
+            if eos_token_id is None:
+                if not vocab.eos_ids:
+                    raise InputError("the tokenizer has no end-of-sequence token; pass eos_token_id")
+                eos_token_id = vocab.eos_ids[0]
+            if not 0 <= eos_token_id < vocab.size:
+                raise InputError(f"eos_token_id {eos_token_id} is outside the vocabulary of {vocab.size}")
+            self.eos = int(eos_token_id)
+            self.force_seg = bool(force_seg)
+            self.max_new_tokens = max_new_tokens
+            self._cost_cache: dict[bytes, list[int] | None] = {}
+            self._tensors: dict = {}
+            # A token can raise the cost of finishing by at most about one run (see _margin).
+            fill = self.auto._fill_label(-1).encode("utf-8")
+            run = b"| " + fill + b" *" + str(self.auto.width).encode() + b"\n"
+            self._margin = 6 + 2 * len(self._tokens(run) or ())
+            start = self._initial()
+            if max_new_tokens is not None:
+                need = self._finish_cost(start)
+                if need > max_new_tokens:
+                    raise InputError(
+                        f"a {rows}x{cols} {format} answer needs at least {need} tokens with this "
+                        f"tokenizer (the shortest one, all background), more than max_new_tokens="
+                        f"{max_new_tokens}"
+                    )
+            self.reset()
+
+        # -------------------------------------------------------------- bookkeeping
+
+        def reset(self):
+            """Forget every sequence (done automatically when a new generation starts)."""
+            self._prompt_len = None
+            self._last_len = None
+            self._seqs: dict[tuple, _Seq] = {}
+
+        def _initial(self):
+            if self.force_seg:
+                return _Seq(None, self.auto.start())
+            return _Seq(0, None)
+
+        def _tokens(self, data: bytes):
+            hit = self._cost_cache.get(data, 0)
+            if hit == 0:
+                hit = self.auto.trie.greedy(data)
+                self._cost_cache[data] = hit
+            return hit
+
+        def _plan(self, seq: _Seq) -> list[int]:
+            """Token ids of the planned finish (then end-of-sequence)."""
+            if seq.free is not None:
+                pieces = [OPEN[seq.free:]] + self.auto.finish(self.auto.body_start())
+            else:
+                pieces = self.auto.finish(seq.state)
+            ids: list[int] = []
+            for p in pieces:
+                if p:
+                    ids.extend(self._tokens(p))
+            return ids + [self.eos]
+
+        def _finish_cost(self, seq: _Seq) -> int:
+            if seq.free is not None:
+                pieces = [OPEN[seq.free:]] + self.auto.finish(self.auto.body_start())
+            else:
+                pieces = self.auto.finish(seq.state)
+            return sum(len(self._tokens(p)) for p in pieces if p) + 1
+
+        def _advance(self, seq: _Seq, tid: int) -> _Seq:
+            if seq.ended:
+                return seq
+            plan = None
+            if seq.plan is not None:
+                if not seq.plan or seq.plan[0] != tid:
+                    raise RuntimeError(f"token {tid} is not the planned {seq.plan[:1]}")
+                plan = seq.plan[1:]
+            if tid == self.eos:
+                return _Seq(None, (P_DONE,), None, True)
+            piece = self.auto.vocab.pieces[tid] or b""
+            if seq.free is not None:
+                st = self.auto.free_masks()[1][seq.free].get(tid)
+                if st is not None:
+                    return _Seq(None, st, plan)
+                return _Seq(_open_suffix(OPEN[: seq.free] + piece), None, plan)
+            st = self.auto.walk_bytes(seq.state, piece)
+            if st is None:
+                raise RuntimeError(f"token {tid} ({piece!r}) does not continue the answer")
+            return _Seq(None, st, plan)
+
+        def _seq_for(self, gen: tuple) -> _Seq:
+            seq = self._seqs.get(gen)
+            if seq is None:
+                seq = self._advance(self._seq_for(gen[:-1]), gen[-1]) if gen else self._initial()
+                self._seqs[gen] = seq
+            return seq
+
+        # -------------------------------------------------------------- masking
+
+        def _ids_tensor(self, mask, device):
+            t = self._tensors.get(("ids", mask.key, device))
+            if t is None:
+                t = torch.as_tensor(mask.ids, dtype=torch.long, device=device)
+                self._tensors[("ids", mask.key, device)] = t
+            return t
+
+        def _blocked(self, dense, device):
+            """Bool tensor: True for tokens outside every dense component."""
+            key = ("dense", dense, device)
+            t = self._tensors.get(key)
+            if t is None:
+                m = np.zeros(self.auto.trie.size, dtype=bool)
+                for d in dense:
+                    m |= self.auto.dense(d)
+                t = torch.as_tensor(~m, device=device)
+                self._tensors[key] = t
+            return t
+
+        def _free_blocked(self, k, device):
+            key = ("free", k, device)
+            t = self._tensors.get(key)
+            if t is None:
+                m = self.auto.free_masks()[0][k].copy()
+                m[self.eos] = False
+                t = torch.as_tensor(~m, device=device)
+                self._tensors[key] = t
+            return t
+
+        def _only(self, row, tid):
+            keep = row[tid].clone()
+            row.fill_(-float("inf"))
+            row[tid] = keep
+
+        def __call__(self, input_ids, scores):
+            length = input_ids.shape[1]
+            if self._last_len is None or length != self._last_len + 1:
+                self.reset()
+                self._prompt_len = length
+            self._last_len = length
+            generated = input_ids[:, self._prompt_len:].tolist()
+            used = length - self._prompt_len
+            live = set()
+            vocab_n = scores.shape[1]
+            if vocab_n < self.auto.trie.size:
+                raise InputError(
+                    f"the scores have {vocab_n} columns but the tokenizer has {self.auto.trie.size} tokens"
+                )
+            for i, gen in enumerate(generated):
+                key = tuple(gen)
+                seq = self._seq_for(key)
+                live.add(key)
+                row = scores[i, : self.auto.trie.size] if vocab_n > self.auto.trie.size else scores[i]
+                if vocab_n > self.auto.trie.size:
+                    scores[i, self.auto.trie.size:] = -float("inf")
+                if seq.ended:
+                    continue
+                if seq.plan is None and self.max_new_tokens is not None:
+                    left = self.max_new_tokens - used
+                    if self._finish_cost(seq) + self._margin >= left:
+                        seq.plan = self._plan(seq)
+                if seq.plan is not None:
+                    self._only(row, seq.plan[0])
+                    continue
+                if seq.free is not None:
+                    row.masked_fill_(self._free_blocked(seq.free, row.device), -float("inf"))
+                    continue
+                if seq.state[0] == P_DONE:
+                    self._only(row, self.eos)
+                    continue
+                mask = self.auto.allowed(seq.state)
+                ids = self._ids_tensor(mask, row.device) if mask.ids.size else None
+                if mask.dense:
+                    keep = row[ids].clone() if ids is not None else None
+                    row.masked_fill_(self._blocked(mask.dense, row.device), -float("inf"))
+                    if ids is not None:
+                        row[ids] = keep
+                elif ids is not None:
+                    keep = row[ids].clone()
+                    row.fill_(-float("inf"))
+                    row[ids] = keep
+                else:
+                    raise RuntimeError(f"no token can continue the answer in state {seq.state}")
+            # Keep only the states the next step can extend.
+            if len(self._seqs) > 4 * len(live) + 64:
+                self._seqs = {k: v for k, v in self._seqs.items() if k in live}
+            return scores
+
+    SegLogitsProcessor.__module__ = __name__
+    return SegLogitsProcessor
+
+
+def __getattr__(name):
+    if name == "SegLogitsProcessor":
+        cls = _make_processor_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
