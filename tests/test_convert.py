@@ -293,3 +293,17 @@ def test_bench_convert_smoke():
     one = bench.run(samples, 1, "llava", 16, 128)
     two = bench.run(samples, 2, "llava", 16, 128)
     assert one[1:] == two[1:] and one[1] > 0  # same size and digest
+
+
+def test_cli_check_images(tmp_path, coco, capsys):
+    path, data = coco
+    out = tmp_path / "c.jsonl"
+    present = data["images"][0]["file_name"]
+    (tmp_path / present).write_bytes(b"")
+    assert main(["convert", str(path), "--to", "llava", "-o", str(out), "--check-images", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "image file not found" in err and "while reading the source" in err
+    assert {r["image"] for r in _lines(out)} == {present}
+    assert main(["convert", str(path), "--to", "llava", "-o", str(out), "--check-images", str(tmp_path),
+                 "--fatal"]) == 1
+    assert "image file not found" in capsys.readouterr().err

@@ -271,3 +271,21 @@ def test_public_names_sorted_and_complete():
     code = "import sys, maskcodec; print(sorted(m for m in ('maskcodec.datasets', 'ray', 'pyarrow', 'datasets') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_check_images(tmp_path, coco):
+    from maskcodec.datasets import check_images
+
+    path, data = coco
+    src = read_coco(path, image_root="imgs")
+    present = data["images"][0]["file_name"]
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / present).write_bytes(b"")
+    kept = check_images(src, tmp_path)
+    assert kept and all(s.image.endswith(present) for s in kept)
+    missing = {p.path for p in kept.problems}
+    assert len(kept.problems) == len(src) - len(kept)
+    assert all(p.reason == "image file not found" and p.path.startswith(str(tmp_path)) for p in kept.problems)
+    assert len(missing) == len(data["images"]) - 1  # one problem per sample, each naming its image
+    with pytest.raises(DatasetError, match="image file not found"):
+        check_images(src, tmp_path, on_error="raise")

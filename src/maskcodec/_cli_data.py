@@ -8,7 +8,7 @@ import sys
 
 def cmd_convert(args) -> int:
     from .cli import CLIError
-    from .datasets import FORMATS, DatasetError, convert, open_source
+    from .datasets import FORMATS, DatasetError, check_images, convert, open_source
 
     if args.to not in FORMATS:
         raise CLIError(f"--to must be one of {', '.join(FORMATS)}")
@@ -19,6 +19,8 @@ def cmd_convert(args) -> int:
         instance_dir=args.instances, group=args.group, on_error=on_error,
         ignore_index=None if args.ignore_index < 0 else args.ignore_index, first_id=args.names_start,
     )
+    if args.check_images is not None:
+        source = check_images(source, args.check_images, on_error=on_error)
     for p in source.problems:
         print(f"maskcodec convert: skipped {p}", file=sys.stderr)
     if len(source) == 0:
@@ -75,6 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--group", choices=("object", "category"), default="object",
                    help="COCO: a sample per object, or per (image, category) with objects merged")
     g.add_argument("--image-root", default="", help="prefix of image paths in the output")
+    g.add_argument("--check-images", metavar="DIR", nargs="?", const="",
+                   help="skip (or with --fatal, stop at) samples whose image is missing under DIR")
     g.add_argument("--image-ext", default=".jpg", help="semantic folders: image extension (default .jpg)")
     p.set_defaults(func=cmd_convert)
 

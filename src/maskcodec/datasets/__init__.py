@@ -14,7 +14,16 @@ Scale-out helpers for Hugging Face ``datasets`` and Ray Data live in
 
 from ._sample import ArrayTarget, CocoTarget, DatasetError, PngTarget, Problem, Sample
 from .convert import ConvertOptions, ConvertSummary, convert, convert_sample, count_pieces
-from .readers import Source, open_source, read_coco, read_grefcoco, read_names, read_refer, read_semantic
+from .readers import (
+    Source,
+    check_images,
+    open_source,
+    read_coco,
+    read_grefcoco,
+    read_names,
+    read_refer,
+    read_semantic,
+)
 from .templates import DEFAULT_TEMPLATES, Templates, load_templates
 from .writers import FORMATS, answer_of, make_record
 
@@ -32,6 +41,7 @@ __all__ = [
     "Source",
     "Templates",
     "answer_of",
+    "check_images",
     "convert",
     "convert_sample",
     "count_pieces",

@@ -41,6 +41,7 @@ from ._sample import CocoTarget, DatasetError, PngTarget, Problem, Sample
 
 __all__ = [
     "Source",
+    "check_images",
     "open_source",
     "read_coco",
     "read_grefcoco",
@@ -475,6 +476,27 @@ def open_source(
         return read_semantic(src, names, image_dir=image_root, image_ext=image_ext, instance_dir=instance_dir,
                              ignore_index=ignore_index, first_id=first_id, on_error=on_error)
     raise DatasetError(src, f"unknown dataset kind {kind!r}; choose coco, refer, grefcoco or semantic")
+
+
+def check_images(source: Source, root="", /, *, on_error: OnError = "skip") -> Source:
+    """Keep the samples whose image file exists (at ``root/<sample image>``); report the others.
+
+    Each distinct image is looked up once.  A missing image is a :class:`Problem`
+    naming the path (or, with ``on_error="raise"``, a :class:`DatasetError`).
+    """
+    report = _Report(on_error)
+    report.problems = list(source.problems)
+    seen: dict[str, bool] = {}
+    kept = []
+    for s in source.samples:
+        path = os.path.join(os.fspath(root), s.image) if root else s.image
+        if path not in seen:
+            seen[path] = os.path.isfile(path)
+        if seen[path]:
+            kept.append(s)
+        else:
+            report(path, "image file not found", s.id)
+    return Source(source.name, kept, report.problems)
 
 
 def _detect(src: str, dataset: str, split_by: str, names) -> str:
