@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "maskcodec._cli_codec",
     "maskcodec._cli_stats",
     "maskcodec._cli_data",
+    "maskcodec._cli_compare",
 )
 
 
