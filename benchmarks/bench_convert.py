@@ -32,8 +32,7 @@ def make_samples(n: int) -> list[Sample]:
     out = []
     for i in range(n):
         segm, size, label, image_id = base[i % len(base)]
-        out.append(Sample(f"s{i}", f"COCO_val2014_{image_id:012d}.jpg", label,
-                          CocoTarget((segm,), size)))
+        out.append(Sample(f"s{i}", f"COCO_val2014_{image_id:012d}.jpg", label, CocoTarget((segm,), size)))
     return out
 
 
@@ -41,8 +40,9 @@ def run(samples, workers: int, to: str, grid: int, chunk: int) -> tuple[float, i
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "out.jsonl")
         t0 = time.perf_counter()
-        summary = convert(samples, out, to=to, grid=grid, workers=workers, chunk_size=chunk,
-                          stream=io.StringIO())
+        summary = convert(
+            samples, out, to=to, grid=grid, workers=workers, chunk_size=chunk, stream=io.StringIO()
+        )
         dt = time.perf_counter() - t0
         size = os.path.getsize(out)
         with open(out, "rb") as fh:
@@ -64,8 +64,10 @@ def main() -> None:
     run(make_samples(64), 1, args.to, args.grid, 64)  # compile (or load) the kernels once
     print(f"warm-up (JIT compile or cache load): {time.perf_counter() - t0:.2f} s")
     samples = make_samples(args.samples)
-    print(f"{len(samples)} samples ({len(samples) / 734:.0f} x the 734 shared COCO masks), "
-          f"--to {args.to}, grid {args.grid}, {os.cpu_count()} CPUs")
+    print(
+        f"{len(samples)} samples ({len(samples) / 734:.0f} x the 734 shared COCO masks), "
+        f"--to {args.to}, grid {args.grid}, {os.cpu_count()} CPUs"
+    )
     base = None
     digests = set()
     for w in args.workers:
@@ -73,8 +75,10 @@ def main() -> None:
         digests.add(digest)
         rate = len(samples) / dt
         base = base or rate
-        print(f"workers={w}: {dt:7.2f} s  {rate:9.0f} masks/s  x{rate / base:.2f}  "
-              f"({size / 1e6:.1f} MB, sha256 {digest})")
+        print(
+            f"workers={w}: {dt:7.2f} s  {rate:9.0f} masks/s  x{rate / base:.2f}  "
+            f"({size / 1e6:.1f} MB, sha256 {digest})"
+        )
     print("outputs identical across worker counts:", len(digests) == 1)
 
 

@@ -58,21 +58,47 @@ def build_coco(root: Path, n_images: int = 6) -> tuple[Path, dict]:
         h, w = mine[0]["segmentation"]["size"]
         images.append({"id": iid, "file_name": f"COCO_val2014_{iid:012d}.jpg", "height": h, "width": w})
         for a in mine:
-            annotations.append({"id": len(annotations) + 1, "image_id": iid, "category_id": a["category_id"],
-                                "segmentation": a["segmentation"], "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": iid,
+                    "category_id": a["category_id"],
+                    "segmentation": a["segmentation"],
+                    "iscrowd": 0,
+                }
+            )
     first = images[0]
     h, w = first["height"], first["width"]
     # a polygon object (two parts: a triangle and a square) and a crowd object (uncompressed RLE)
-    annotations.append({"id": 9001, "image_id": first["id"], "category_id": 18, "iscrowd": 0,
-                        "segmentation": [[10.0, 10.0, 60.0, 12.0, 30.0, 70.0],
-                                         [100.0, 100.0, 140.0, 100.0, 140.0, 140.0, 100.0, 140.0]]})
+    annotations.append(
+        {
+            "id": 9001,
+            "image_id": first["id"],
+            "category_id": 18,
+            "iscrowd": 0,
+            "segmentation": [
+                [10.0, 10.0, 60.0, 12.0, 30.0, 70.0],
+                [100.0, 100.0, 140.0, 100.0, 140.0, 140.0, 100.0, 140.0],
+            ],
+        }
+    )
     crowd = np.zeros((h, w), bool)
     crowd[200:260, 300:420] = True
-    annotations.append({"id": 9002, "image_id": first["id"], "category_id": 1, "iscrowd": 1,
-                        "segmentation": {"size": [h, w], "counts": uncompressed_counts(crowd)}})
+    annotations.append(
+        {
+            "id": 9002,
+            "image_id": first["id"],
+            "category_id": 1,
+            "iscrowd": 1,
+            "segmentation": {"size": [h, w], "counts": uncompressed_counts(crowd)},
+        }
+    )
     cats = sorted({a["category_id"] for a in annotations})
-    data = {"images": images, "annotations": annotations,
-            "categories": [{"id": c, "name": NAMES.get(c, f"class {c}")} for c in cats]}
+    data = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": c, "name": NAMES.get(c, f"class {c}")} for c in cats],
+    }
     path = root / "instances_val2014.json"
     path.write_text(json.dumps(data))
     return path, data
@@ -92,18 +118,25 @@ def build_refer(root: Path, coco: dict, dataset: str = "refcoco") -> Path:
             raw = f"The {words[(k + j) % 5].upper()} {name}" + (" | near *me" if j == 2 else "")
             sent = raw.lower()
             sents.append({"tokens": sent.split(), "raw": raw, "sent_id": 100 * k + j, "sent": sent})
-        refs.append({"sent_ids": [s["sent_id"] for s in sents],
-                     "file_name": f"COCO_train2014_{a['image_id']:012d}_{a['id']}.jpg",
-                     "ann_id": a["id"], "ref_id": k, "image_id": a["image_id"],
-                     "split": ["train", "val", "testA"][k % 3], "sentences": sents,
-                     "category_id": a["category_id"]})
+        refs.append(
+            {
+                "sent_ids": [s["sent_id"] for s in sents],
+                "file_name": f"COCO_train2014_{a['image_id']:012d}_{a['id']}.jpg",
+                "ann_id": a["id"],
+                "ref_id": k,
+                "image_id": a["image_id"],
+                "split": ["train", "val", "testA"][k % 3],
+                "sentences": sents,
+                "category_id": a["category_id"],
+            }
+        )
     with open(folder / "refs(unc).p", "wb") as fh:
         pickle.dump(refs, fh, protocol=2)
     return folder
 
 
 def build_grefcoco(root: Path, coco: dict) -> tuple[Path, list[dict]]:
-    """``<root>/grefcoco/grefs(unc).json``: multi-target refs (all objects of a category) and no-target refs."""
+    """``<root>/grefcoco/grefs(unc).json``: multi-target refs (all objects of a category), no-target refs."""
     folder = root / "grefcoco"
     folder.mkdir(parents=True)
     (folder / "instances.json").write_text(json.dumps(coco))
@@ -114,17 +147,39 @@ def build_grefcoco(root: Path, coco: dict) -> tuple[Path, list[dict]]:
     refs = []
     for k, ((iid, cid), ids) in enumerate(by_key.items()):
         name = NAMES.get(cid, f"class {cid}")
-        refs.append({"ref_id": k, "image_id": iid, "ann_id": ids, "category_id": [cid] * len(ids),
-                     "split": "val", "no_target": False, "file_name": f"COCO_train2014_{iid:012d}.jpg",
-                     "sent_ids": [k], "sentences": [{"tokens": ["all", name], "raw": f"all {name}",
-                                                     "sent_id": k, "sent": f"all {name}"}]})
+        refs.append(
+            {
+                "ref_id": k,
+                "image_id": iid,
+                "ann_id": ids,
+                "category_id": [cid] * len(ids),
+                "split": "val",
+                "no_target": False,
+                "file_name": f"COCO_train2014_{iid:012d}.jpg",
+                "sent_ids": [k],
+                "sentences": [
+                    {"tokens": ["all", name], "raw": f"all {name}", "sent_id": k, "sent": f"all {name}"}
+                ],
+            }
+        )
     iid = coco["images"][0]["id"]
     for j in range(2):
         k = len(refs)
-        refs.append({"ref_id": k, "image_id": iid, "ann_id": [-1], "category_id": [-1], "split": "val",
-                     "no_target": True, "file_name": f"COCO_train2014_{iid:012d}.jpg", "sent_ids": [k],
-                     "sentences": [{"tokens": ["the", "zebra"], "raw": "the zebra", "sent_id": k,
-                                    "sent": "the zebra"}]})
+        refs.append(
+            {
+                "ref_id": k,
+                "image_id": iid,
+                "ann_id": [-1],
+                "category_id": [-1],
+                "split": "val",
+                "no_target": True,
+                "file_name": f"COCO_train2014_{iid:012d}.jpg",
+                "sent_ids": [k],
+                "sentences": [
+                    {"tokens": ["the", "zebra"], "raw": "the zebra", "sent_id": k, "sent": "the zebra"}
+                ],
+            }
+        )
     (folder / "grefs(unc).json").write_text(json.dumps(refs))
     return folder, refs
 

@@ -38,7 +38,7 @@ def _lines(path):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_formats_parse_back(tmp_path, coco, fmt):
-    path, data = coco
+    path, _ = coco
     src = read_coco(path, image_root="coco")
     out = tmp_path / f"{fmt}.jsonl"
     summary = convert(src, out, to=fmt, grid=16)
@@ -118,8 +118,9 @@ def test_templates_file(tmp_path, coco):
     tfile.write_text(json.dumps({"referring": {"questions": ["Find {label} {please}."]}}))
     with pytest.raises(mc.InputError, match="please"):
         load_templates(tfile)
-    tfile.write_text(json.dumps({"referring": {"questions": ["Find {label}!"],
-                                               "answers": ["OK {label}:\n{seg}"]}}))
+    tfile.write_text(
+        json.dumps({"referring": {"questions": ["Find {label}!"], "answers": ["OK {label}:\n{seg}"]}})
+    )
     out = tmp_path / "t.jsonl"
     convert(read_coco(path), out, to="swift", templates=str(tfile))
     rec = _lines(out)[0]
@@ -167,8 +168,9 @@ def test_bad_samples_skipped_or_fatal(tmp_path):
         convert(samples, tmp_path / "p.jsonl", on_error="raise", stream=io.StringIO())
     assert not (tmp_path / "p.jsonl").exists()
     with pytest.raises(mc.MaskcodecError, match="no labelled class"):
-        convert(samples * 3, tmp_path / "q.jsonl", on_error="raise", workers=2, chunk_size=2,
-                stream=io.StringIO())
+        convert(
+            samples * 3, tmp_path / "q.jsonl", on_error="raise", workers=2, chunk_size=2, stream=io.StringIO()
+        )
 
 
 class _Stop(Exception):
@@ -227,8 +229,26 @@ def test_progress_bar(tmp_path):
 def test_cli_convert(tmp_path, coco, capsys):
     path, _ = coco
     out = tmp_path / "cli.jsonl"
-    rc = main(["convert", str(path), "--to", "llava", "--grid", "16", "-o", str(out), "--workers", "2",
-               "--chunk-size", "4", "--seed", "3", "--image-root", "coco/val2014"])
+    rc = main(
+        [
+            "convert",
+            str(path),
+            "--to",
+            "llava",
+            "--grid",
+            "16",
+            "-o",
+            str(out),
+            "--workers",
+            "2",
+            "--chunk-size",
+            "4",
+            "--seed",
+            "3",
+            "--image-root",
+            "coco/val2014",
+        ]
+    )
     assert rc == 0
     err = capsys.readouterr().err
     assert f"wrote {len(read_coco(path))} samples" in err and "skipped 0" in err
@@ -264,15 +284,50 @@ def test_cli_convert_semantic(tmp_path, coco, capsys):
     _, data = coco
     label_dir, names, inst_dir, truth = build_semantic(tmp_path, data)
     out = tmp_path / "sem.jsonl"
-    rc = main(["convert", str(label_dir), "--names", str(names), "--instances", str(inst_dir), "--to", "swift",
-               "--grid", "32", "-o", str(out), "--image-root", "ade/images", "--quiet"])
+    rc = main(
+        [
+            "convert",
+            str(label_dir),
+            "--names",
+            str(names),
+            "--instances",
+            str(inst_dir),
+            "--to",
+            "swift",
+            "--grid",
+            "32",
+            "-o",
+            str(out),
+            "--image-root",
+            "ade/images",
+            "--quiet",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     recs = _lines(out)
     assert len(recs) == len(truth) and recs[0]["query"].startswith("<img>ade/images/")
     # with 1-based names every class id shifts by one name: the labels differ
     out2 = tmp_path / "sem2.jsonl"
-    assert main(["convert", str(label_dir), "--names", str(names), "--names-start", "1", "--to", "swift",
-                 "-o", str(out2), "--quiet", "--ignore-index", "-1"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(label_dir),
+                "--names",
+                str(names),
+                "--names-start",
+                "1",
+                "--to",
+                "swift",
+                "-o",
+                str(out2),
+                "--quiet",
+                "--ignore-index",
+                "-1",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "no name in the class-name file" in err  # 255 is a class now, and unnamed: reported
 
@@ -304,6 +359,20 @@ def test_cli_check_images(tmp_path, coco, capsys):
     err = capsys.readouterr().err
     assert "image file not found" in err and "while reading the source" in err
     assert {r["image"] for r in _lines(out)} == {present}
-    assert main(["convert", str(path), "--to", "llava", "-o", str(out), "--check-images", str(tmp_path),
-                 "--fatal"]) == 1
+    assert (
+        main(
+            [
+                "convert",
+                str(path),
+                "--to",
+                "llava",
+                "-o",
+                str(out),
+                "--check-images",
+                str(tmp_path),
+                "--fatal",
+            ]
+        )
+        == 1
+    )
     assert "image file not found" in capsys.readouterr().err

@@ -28,8 +28,16 @@ def _rows(data):
     rows = []
     for a in data["annotations"]:
         im = images[a["image_id"]]
-        rows.append({"id": f"ann{a['id']}", "mask": a["segmentation"], "label": names[a["category_id"]],
-                     "image": im["file_name"], "height": im["height"], "width": im["width"]})
+        rows.append(
+            {
+                "id": f"ann{a['id']}",
+                "mask": a["segmentation"],
+                "label": names[a["category_id"]],
+                "image": im["file_name"],
+                "height": im["height"],
+                "width": im["width"],
+            }
+        )
     return rows
 
 
@@ -44,7 +52,14 @@ def test_pickling_round_trips(coco):
     path, _ = coco
     src = read_coco(path)
     opts = ConvertOptions(to="hf-messages", grid=(12, 20), seed=5, templates=Templates())
-    for obj in (opts, Templates(), BatchConverter(opts), src[0], src[len(src) - 1], mc.LabelGrid([[0, 1]], ["others", "a"])):
+    for obj in (
+        opts,
+        Templates(),
+        BatchConverter(opts),
+        src[0],
+        src[len(src) - 1],
+        mc.LabelGrid([[0, 1]], ["others", "a"]),
+    ):
         assert pickle.loads(pickle.dumps(obj)) == obj
     s = pickle.loads(pickle.dumps(src[0]))
     assert convert_sample(s, opts) == convert_sample(src[0], opts)

@@ -36,6 +36,7 @@ def coco_masks():
 
 # ---- independent references: plain Python loops over pixels ------------------------------
 
+
 def ref_iu(p, t):
     inter = union = 0
     for a, b in zip(p.ravel().tolist(), t.ravel().tolist()):
@@ -76,6 +77,7 @@ def ref_miou(preds, targets, n, ignore, background):
 
 
 # ---- IoU -----------------------------------------------------------------------------------
+
 
 def test_iou_matches_loop_and_pycocotools(coco_masks):
     rng = np.random.default_rng(0)
@@ -184,6 +186,7 @@ def test_merge_equals_single_pass_and_pickles(coco_masks):
 
 # ---- mIoU ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("background", [True, False])
 def test_miou_against_loop(background):
     rng = np.random.default_rng(4)
@@ -222,6 +225,7 @@ def test_miou_ignore_and_errors():
 
 
 # ---- boxes ---------------------------------------------------------------------------------
+
 
 def test_boxes_against_pycocotools_and_loop(coco_masks):
     for m in coco_masks[:60]:
@@ -288,7 +292,9 @@ def test_rec_accuracy_masks_and_boxes(coco_masks):
     assert acc.add(None, (0, 0, 4, 4)) is False
     with pytest.raises(InputError, match="no box"):
         acc.add((0, 0, 1, 1), np.zeros((3, 3), bool))
-    merged = pickle.loads(pickle.dumps(acc)).merge(RECAccuracy.from_state(coco_acc.state() | {"convention": "text4seg"}))
+    merged = pickle.loads(pickle.dumps(acc)).merge(
+        RECAccuracy.from_state(coco_acc.state() | {"convention": "text4seg"})
+    )
     assert merged.count == acc.count + coco_acc.count
     strict = RECAccuracy()
     # IoU exactly 0.5 is not a hit (> 0.5, not >=)
@@ -296,6 +302,7 @@ def test_rec_accuracy_masks_and_boxes(coco_masks):
 
 
 # ---- oracle --------------------------------------------------------------------------------
+
 
 @pytest.mark.slow_without_jit
 @pytest.mark.parametrize("method", ["nearest", "area"])

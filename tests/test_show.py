@@ -77,8 +77,10 @@ def test_show_record_and_cli(tmp_path, capsys):
     m = np.zeros((30, 50), bool)
     m[5:25, 10:40] = True
     seg = mc.encode_mask(m, "sofa", grid=16)
-    recs = [make_record(fmt, id=str(i), image="missing.jpg", question="Segment sofa.", answer="Sure:\n" + seg)
-            for i, fmt in enumerate(("llava", "sharegpt", "swift", "hf-messages"))]
+    recs = [
+        make_record(fmt, id=str(i), image="missing.jpg", question="Segment sofa.", answer="Sure:\n" + seg)
+        for i, fmt in enumerate(("llava", "sharegpt", "swift", "hf-messages"))
+    ]
     sizes = {show_record(r).size for r in recs}
     assert sizes == {(16 * 32 + _PANEL_W, 16 * 32)}  # missing image: 32 px per cell
     jsonl = tmp_path / "s.jsonl"

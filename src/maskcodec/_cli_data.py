@@ -8,16 +8,25 @@ import sys
 
 def cmd_convert(args) -> int:
     from .cli import CLIError
-    from .datasets import FORMATS, DatasetError, check_images, convert, open_source
+    from .datasets import FORMATS, check_images, convert, open_source
 
     if args.to not in FORMATS:
         raise CLIError(f"--to must be one of {', '.join(FORMATS)}")
     on_error = "raise" if args.fatal else "skip"
     source = open_source(
-        args.src, kind=args.kind, dataset=args.dataset, split_by=args.split_by, split=args.split,
-        names=args.names, image_root=args.image_root, image_ext=args.image_ext,
-        instance_dir=args.instances, group=args.group, on_error=on_error,
-        ignore_index=None if args.ignore_index < 0 else args.ignore_index, first_id=args.names_start,
+        args.src,
+        kind=args.kind,
+        dataset=args.dataset,
+        split_by=args.split_by,
+        split=args.split,
+        names=args.names,
+        image_root=args.image_root,
+        image_ext=args.image_ext,
+        instance_dir=args.instances,
+        group=args.group,
+        on_error=on_error,
+        ignore_index=None if args.ignore_index < 0 else args.ignore_index,
+        first_id=args.names_start,
     )
     if args.check_images is not None:
         source = check_images(source, args.check_images, on_error=on_error)
@@ -26,15 +35,23 @@ def cmd_convert(args) -> int:
     if len(source) == 0:
         raise CLIError(f"{args.src}: no samples to convert")
     grid = args.grid[0] if len(args.grid) == 1 else (args.grid[0], args.grid[1])
-    try:
-        summary = convert(
-            source, args.output, to=args.to, grid=grid, method=args.method, format=args.format,
-            nonempty=args.nonempty, seed=args.seed, templates=args.templates, workers=args.workers,
-            chunk_size=args.chunk_size, resume=args.resume, on_error=on_error,
-            progress=False if args.quiet else None, source_name=source.name,
-        )
-    except DatasetError:
-        raise
+    summary = convert(
+        source,
+        args.output,
+        to=args.to,
+        grid=grid,
+        method=args.method,
+        format=args.format,
+        nonempty=args.nonempty,
+        seed=args.seed,
+        templates=args.templates,
+        workers=args.workers,
+        chunk_size=args.chunk_size,
+        resume=args.resume,
+        on_error=on_error,
+        progress=False if args.quiet else None,
+        source_name=source.name,
+    )
     print(summary.to_text(), file=sys.stderr)
     return 0
 
@@ -46,13 +63,18 @@ def cmd_show(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert a segmentation dataset to conversation JSONL for MLLM training",
-                       description="Read COCO / refCOCO(+/g) / gRefCOCO / semantic label folders and write "
-                                   "LLaVA, ShareGPT, ms-swift or Hugging Face chat JSONL with Text4Seg answers.")
+    p = sub.add_parser(
+        "convert",
+        help="convert a segmentation dataset to conversation JSONL for MLLM training",
+        description="Read COCO / refCOCO(+/g) / gRefCOCO / semantic label folders and write "
+        "LLaVA, ShareGPT, ms-swift or Hugging Face chat JSONL with Text4Seg answers.",
+    )
     p.add_argument("src", help="instances JSON, REFER/gRefCOCO folder, or folder of label PNGs")
     p.add_argument("--to", required=True, help="llava | sharegpt | swift | hf-messages")
     p.add_argument("-o", "--output", required=True, help="output .jsonl (written atomically)")
-    p.add_argument("--grid", type=int, nargs="+", metavar="N", default=[16], help="N or ROWS COLS (default 16)")
+    p.add_argument(
+        "--grid", type=int, nargs="+", metavar="N", default=[16], help="N or ROWS COLS (default 16)"
+    )
     p.add_argument("--method", choices=("nearest", "area", "coverage"), default="nearest")
     p.add_argument("--format", choices=("rrle", "irle", "full"), default="rrle")
     p.add_argument("--nonempty", action="store_true", help="never let a small object vanish from the grid")
@@ -69,21 +91,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--split-by", default="unc", help="the name in refs(NAME).p / grefs(NAME).json")
     g.add_argument("--split", help="keep only this split (train, val, testA, ...)")
     g.add_argument("--names", metavar="FILE", help="class-name file of a semantic label folder")
-    g.add_argument("--names-start", type=int, default=0, metavar="ID",
-                   help="id of the first name in a one-name-per-line file (1 for ADE20K's 150 names)")
-    g.add_argument("--ignore-index", type=int, default=255, metavar="V",
-                   help="label value that becomes background (default 255; -1 for none)")
+    g.add_argument(
+        "--names-start",
+        type=int,
+        default=0,
+        metavar="ID",
+        help="id of the first name in a one-name-per-line file (1 for ADE20K's 150 names)",
+    )
+    g.add_argument(
+        "--ignore-index",
+        type=int,
+        default=255,
+        metavar="V",
+        help="label value that becomes background (default 255; -1 for none)",
+    )
     g.add_argument("--instances", metavar="DIR", help="instance-id PNG folder: labels become 'person 1', ...")
-    g.add_argument("--group", choices=("object", "category"), default="object",
-                   help="COCO: a sample per object, or per (image, category) with objects merged")
+    g.add_argument(
+        "--group",
+        choices=("object", "category"),
+        default="object",
+        help="COCO: a sample per object, or per (image, category) with objects merged",
+    )
     g.add_argument("--image-root", default="", help="prefix of image paths in the output")
-    g.add_argument("--check-images", metavar="DIR", nargs="?", const="",
-                   help="skip (or with --fatal, stop at) samples whose image is missing under DIR")
+    g.add_argument(
+        "--check-images",
+        metavar="DIR",
+        nargs="?",
+        const="",
+        help="skip (or with --fatal, stop at) samples whose image is missing under DIR",
+    )
     g.add_argument("--image-ext", default=".jpg", help="semantic folders: image extension (default .jpg)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("show", help="draw a sample's decoded grid over its image, with the text, as a PNG")
-    p.add_argument("sample", help="a JSONL line, @FILE (first line, or --line N), or an image path with --answer")
+    p.add_argument(
+        "sample", help="a JSONL line, @FILE (first line, or --line N), or an image path with --answer"
+    )
     p.add_argument("--answer", help="answer text (or @FILE) when SAMPLE is an image")
     p.add_argument("--line", type=int, default=1, help="which line of @FILE (1-based)")
     p.add_argument("--image-root", default="", help="folder the record's image path is relative to")

@@ -185,8 +185,16 @@ class IoUAccumulator:
     0.8333333333333334
     """
 
-    __slots__ = ("_no_target", "intersection", "union", "_ious", "count", "skipped", "empty_targets",
-                 "empty_correct")
+    __slots__ = (
+        "_ious",
+        "_no_target",
+        "count",
+        "empty_correct",
+        "empty_targets",
+        "intersection",
+        "skipped",
+        "union",
+    )
 
     def __init__(self, *, no_target: NoTarget = "one") -> None:
         self._no_target = _policy(no_target)
@@ -572,8 +580,12 @@ class RECAccuracy:
     __add__ = merge
 
     def state(self) -> dict:
-        return {"threshold": self.threshold, "convention": self.convention,
-                "correct": self.correct, "count": self.count}
+        return {
+            "threshold": self.threshold,
+            "convention": self.convention,
+            "correct": self.correct,
+            "count": self.count,
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> RECAccuracy:
@@ -627,8 +639,14 @@ class OracleReport:
         )
 
     def summary(self) -> dict:
-        return {**self.config, "count": self.count, "ciou": self.ciou, "giou": self.giou,
-                "acc50": self.acc50, "vanished": self.vanished}
+        return {
+            **self.config,
+            "count": self.count,
+            "ciou": self.ciou,
+            "giou": self.giou,
+            "acc50": self.acc50,
+            "vanished": self.vanished,
+        }
 
 
 def oracle(
@@ -662,8 +680,12 @@ def oracle(
     from .grid import render
     from .quantize import quantize
 
-    config = {"grid": grid if isinstance(grid, int) else tuple(grid), "method": method,
-              "nonempty": bool(nonempty), "align": align}
+    config = {
+        "grid": grid if isinstance(grid, int) else tuple(grid),
+        "method": method,
+        "nonempty": bool(nonempty),
+        "align": align,
+    }
     acc = IoUAccumulator(no_target=no_target)
     rec = RECAccuracy()
     vanished = 0

@@ -26,8 +26,18 @@ __all__ = ["PALETTE", "gallery", "render_sample", "show_record"]
 
 # Distinct, colour-blind-friendly hues (Okabe-Ito and Tol), then repeated.
 PALETTE = (
-    (230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
-    (204, 121, 167), (136, 34, 85), (68, 170, 153), (153, 153, 51), (170, 68, 153), (51, 34, 136),
+    (230, 159, 0),
+    (86, 180, 233),
+    (0, 158, 115),
+    (240, 228, 66),
+    (0, 114, 178),
+    (213, 94, 0),
+    (204, 121, 167),
+    (136, 34, 85),
+    (68, 170, 153),
+    (153, 153, 51),
+    (170, 68, 153),
+    (51, 34, 136),
 )
 _NEUTRAL = (200, 200, 200)
 _PANEL_W = 460
@@ -56,8 +66,17 @@ def _as_image(image, size):
     return image.convert("RGB"), None
 
 
-def render_sample(image, answer: str, /, *, question: str | None = None, size=None, mask=None,
-                  title: str | None = None, grid=None):
+def render_sample(
+    image,
+    answer: str,
+    /,
+    *,
+    question: str | None = None,
+    size=None,
+    mask=None,
+    title: str | None = None,
+    grid=None,
+):
     """Draw a decoded answer over an image; returns a ``PIL.Image.Image`` (RGB).
 
     Parameters
@@ -116,8 +135,13 @@ def render_sample(image, answer: str, /, *, question: str | None = None, size=No
         lines.append((title, (0, 0, 0)))
     if note:
         lines.append((note, (120, 0, 0)))
-    lines.append((f"grid {g.rows}x{g.cols}, {len(g.labels) - 1} label(s)"
-                  + ("" if result.complete else ", answer incomplete"), (60, 60, 60)))
+    lines.append(
+        (
+            f"grid {g.rows}x{g.cols}, {len(g.labels) - 1} label(s)"
+            + ("" if result.complete else ", answer incomplete"),
+            (60, 60, 60),
+        )
+    )
     lines.append(("", (0, 0, 0)))
     legend_at = len(lines)
     for k in range(1, len(g.labels)):
@@ -186,9 +210,8 @@ def _read_arg(arg: str) -> str:
 
 
 def show_cli(args) -> int:
-    from .cli import CLIError
-
     from ._cli_codec import _size
+    from .cli import CLIError
 
     size = _size(args.size) if args.size else None
     sample = args.sample
@@ -242,8 +265,14 @@ def gallery(out_dir, /, *, indices=(3, 0, 13, 21), grid: int = 16) -> list[str]:
         name = _COCO_NAMES[cat] if 0 < cat < len(_COCO_NAMES) and _COCO_NAMES[cat] else f"class {cat}"
         seg = encode_mask(mask, name, grid=grid)
         q, a = DEFAULT_TEMPLATES.render("referring", [name], seg, seed=0, key=str(i))
-        img = render_sample(None, a, question=q, size=mask.shape, mask=mask,
-                            title=f"COCO val2014 image {ann['image_id']}, mask {i} ({name})")
+        img = render_sample(
+            None,
+            a,
+            question=q,
+            size=mask.shape,
+            mask=mask,
+            title=f"COCO val2014 image {ann['image_id']}, mask {i} ({name})",
+        )
         path = os.path.join(out_dir, f"show_{i:02d}_{name.replace(' ', '_')}.png")
         img.save(path, optimize=True)
         paths.append(path)

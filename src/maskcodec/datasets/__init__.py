@@ -28,13 +28,13 @@ from .templates import DEFAULT_TEMPLATES, Templates, load_templates
 from .writers import FORMATS, answer_of, make_record
 
 __all__ = [
+    "DEFAULT_TEMPLATES",
+    "FORMATS",
     "ArrayTarget",
     "CocoTarget",
     "ConvertOptions",
     "ConvertSummary",
-    "DEFAULT_TEMPLATES",
     "DatasetError",
-    "FORMATS",
     "PngTarget",
     "Problem",
     "Sample",

@@ -98,13 +98,15 @@ class PngTarget:
         """``(label map, {id: name})`` with id 0 the background."""
         labels = _read_png(self.path)
         names = dict(self.names)
-        bg = np.isin(labels, [*self.background_ids] + ([] if self.ignore_index is None else [self.ignore_index]))
+        bg = np.isin(
+            labels, [*self.background_ids] + ([] if self.ignore_index is None else [self.ignore_index])
+        )
         present = np.unique(labels[~bg])
         unknown = [int(v) for v in present if int(v) not in names]
         if unknown:
             raise DatasetError(
-                self.path, f"class id(s) {unknown[:10]} have no name in the class-name file "
-                f"(it names {len(names)} ids)"
+                self.path,
+                f"class id(s) {unknown[:10]} have no name in the class-name file (it names {len(names)} ids)",
             )
         if self.instance_path is None:
             out = np.where(bg, 0, labels.astype(np.int64) + 1)  # shift so 0 stays free for background
@@ -113,8 +115,9 @@ class PngTarget:
         inst = _read_png(self.instance_path)
         if inst.shape != labels.shape:
             raise DatasetError(
-                self.instance_path, f"instance PNG is {inst.shape[1]}x{inst.shape[0]} but the label PNG "
-                f"{self.path} is {labels.shape[1]}x{labels.shape[0]}"
+                self.instance_path,
+                f"instance PNG is {inst.shape[1]}x{inst.shape[0]} but the label PNG "
+                f"{self.path} is {labels.shape[1]}x{labels.shape[0]}",
             )
         key = labels.astype(np.int64) * (int(inst.max()) + 1) + inst.astype(np.int64)
         key[bg] = -1
@@ -151,7 +154,9 @@ def _read_png(path: str) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             if len(img.getbands()) != 1:
-                raise DatasetError(path, f"a label PNG needs one band (mode L, P, I or I;16), got mode {img.mode}")
+                raise DatasetError(
+                    path, f"a label PNG needs one band (mode L, P, I or I;16), got mode {img.mode}"
+                )
             return np.asarray(img)
     except FileNotFoundError:
         raise DatasetError(path, "file not found") from None

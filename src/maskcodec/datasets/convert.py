@@ -86,7 +86,9 @@ class ConvertOptions:
             object.__setattr__(self, "templates", load_templates(self.templates))
 
     def fingerprint(self) -> dict:
-        cfg = {k: getattr(self, k) for k in ("to", "grid", "method", "format", "nonempty", "background", "seed")}
+        cfg = {
+            k: getattr(self, k) for k in ("to", "grid", "method", "format", "nonempty", "background", "seed")
+        }
         cfg["grid"] = list(cfg["grid"]) if isinstance(cfg["grid"], tuple) else cfg["grid"]
         digest = hashlib.sha256(json.dumps(self.templates.to_json(), sort_keys=True).encode()).hexdigest()
         cfg["templates"] = digest[:16]
@@ -107,12 +109,25 @@ def encode_target(sample: Sample, opts: ConvertOptions) -> tuple[LabelGrid, list
             where = t.path if isinstance(t, PngTarget) else sample.id
             raise DatasetError(where, "no labelled class in the image (all background or ignored)")
         # PngTarget has already turned ignored pixels into 0; an in-memory map may still hold 255
-        g = encode_grid(labels, table, grid=opts.grid, method=opts.method, background=opts.background,
-                        nonempty=opts.nonempty, ignore_index=None if isinstance(t, PngTarget) else 255)
+        g = encode_grid(
+            labels,
+            table,
+            grid=opts.grid,
+            method=opts.method,
+            background=opts.background,
+            nonempty=opts.nonempty,
+            ignore_index=None if isinstance(t, PngTarget) else 255,
+        )
         return g, names
     if isinstance(t, ArrayTarget):
-        g = encode_grid(t.load(), sample.label, grid=opts.grid, method=opts.method,
-                        background=opts.background, nonempty=opts.nonempty)
+        g = encode_grid(
+            t.load(),
+            sample.label,
+            grid=opts.grid,
+            method=opts.method,
+            background=opts.background,
+            nonempty=opts.nonempty,
+        )
         return g, [sample.label]
     raise TypeError(f"unknown target type {type(t).__name__}")
 
@@ -148,8 +163,10 @@ def _token_counter(fmt: str):
         from ..tokens import estimate_tokens
     except ImportError:  # pragma: no cover - the module ships with maskcodec; kept for partial installs
         return "words and symbols of the answer", lambda rec_answer, g: count_pieces(rec_answer)
-    return ("estimated tokens of the <seg> text (LLaMA-style SentencePiece)",
-            lambda rec_answer, g: estimate_tokens(g, format=fmt, envelope=True))
+    return (
+        "estimated tokens of the <seg> text (LLaMA-style SentencePiece)",
+        lambda rec_answer, g: estimate_tokens(g, format=fmt, envelope=True),
+    )
 
 
 def _answer(record: dict, to: str) -> str:
@@ -173,8 +190,11 @@ def _work(job):
         except (ValueError, OSError, TypeError, KeyError) as exc:  # MaskcodecError is a ValueError
             if fatal:
                 raise
-            path = exc.path if isinstance(exc, DatasetError) else getattr(s.target, "path", "") or getattr(
-                s.target, "source", "") or s.image
+            path = (
+                exc.path
+                if isinstance(exc, DatasetError)
+                else getattr(s.target, "path", "") or getattr(s.target, "source", "") or s.image
+            )
             if isinstance(exc, DatasetError):
                 reason = exc.reason
             elif isinstance(exc, MaskcodecError):
@@ -219,7 +239,13 @@ class ConvertSummary:
                     return k
             return keys[-1]
 
-        return {"total": total, "mean": total / n, "median": quantile(0.5), "p95": quantile(0.95), "max": keys[-1]}
+        return {
+            "total": total,
+            "mean": total / n,
+            "median": quantile(0.5),
+            "p95": quantile(0.95),
+            "max": keys[-1],
+        }
 
     def to_text(self) -> str:
         t = self.tokens
@@ -227,18 +253,23 @@ class ConvertSummary:
         lines = [
             f"wrote {self.samples} samples to {self.output}"
             + (f" (resumed after {self.resumed_from})" if self.resumed_from else ""),
-            f"skipped {self.skipped} samples" + (f", {self.source_problems} while reading the source"
-                                                 if self.source_problems else ""),
-            f"answer length ({_token_counter('rrle')[0]}): mean {t['mean']:.1f}, median {t['median']}, "
-            f"p95 {t['p95']}, max {t['max']}, total {t['total']}",
+            f"skipped {self.skipped} samples"
+            + (f", {self.source_problems} while reading the source" if self.source_problems else ""),
+            (
+                f"answer length ({_token_counter('rrle')[0]}): mean {t['mean']:.1f}, "
+                f"median {t['median']}, p95 {t['p95']}, max {t['max']}, total {t['total']}"
+            ),
             f"{self.seconds:.1f} s, {rate:.0f} samples/s",
         ]
         return "\n".join(lines)
 
     def _state(self) -> dict:
-        return {"samples": self.samples, "skipped": self.skipped,
-                "problems": [[p.path, p.reason, p.sample] for p in self.problems],
-                "token_counts": {str(k): v for k, v in self.token_counts.items()}}
+        return {
+            "samples": self.samples,
+            "skipped": self.skipped,
+            "problems": [[p.path, p.reason, p.sample] for p in self.problems],
+            "token_counts": {str(k): v for k, v in self.token_counts.items()},
+        }
 
     def _restore(self, st: dict) -> None:
         self.samples, self.skipped = int(st["samples"]), int(st["skipped"])
@@ -331,8 +362,15 @@ def convert(
     progress : bool, optional
         Draw a progress bar on ``stream`` (stderr); default: when it is a terminal.
     """
-    opts = ConvertOptions(to=to, grid=grid, method=method, format=format, nonempty=nonempty, seed=seed,
-                          templates=DEFAULT_TEMPLATES if templates is None else load_templates(templates))
+    opts = ConvertOptions(
+        to=to,
+        grid=grid,
+        method=method,
+        format=format,
+        nonempty=nonempty,
+        seed=seed,
+        templates=DEFAULT_TEMPLATES if templates is None else load_templates(templates),
+    )
     if on_error not in ("skip", "raise"):
         raise InputError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     if not isinstance(workers, int) or workers < 1:
@@ -357,18 +395,18 @@ def convert(
         start = int(state["done"])
         summary._restore(state["summary"])
         summary.resumed_from = start
-        fh = open(tmp, "r+b")
+        fh = open(tmp, "r+b")  # noqa: SIM115 - held across the loop, closed in the finally below
         fh.truncate(int(state["bytes"]))
         fh.seek(0, os.SEEK_END)
     elif resume and os.path.exists(output) and not os.path.exists(tmp):
         raise InputError(f"{output} is already complete; nothing to resume")
     else:
-        fh = open(tmp, "wb")
+        fh = open(tmp, "wb")  # noqa: SIM115 - held across the loop, closed in the finally below
     show = stream.isatty() if progress is None and hasattr(stream, "isatty") else bool(progress)
     bar = _Progress(total, stream, show, start)
     t0 = time.perf_counter()
     fatal = on_error == "raise"
-    jobs = ((samples[i:i + chunk_size], opts, fatal) for i in range(start, total, chunk_size))
+    jobs = ((samples[i : i + chunk_size], opts, fatal) for i in range(start, total, chunk_size))
     pool = None
     try:
         if workers > 1 and total - start > chunk_size:
@@ -388,8 +426,11 @@ def convert(
                     summary.skipped += 1
                     summary.problems.append(problem)
                     # "\r\033[K" clears a progress line drawn on a terminal first
-                    print(f"{chr(13) + chr(27) + '[K' if bar.enabled else ''}maskcodec convert: skipped {problem}",
-                          file=stream)
+                    clear = "\r\033[K" if bar.enabled else ""
+                    print(
+                        f"{clear}maskcodec convert: skipped {problem}",
+                        file=stream,
+                    )
                 else:
                     data.append(line)
                     summary.samples += 1
@@ -397,8 +438,9 @@ def convert(
             fh.write("".join(data).encode("utf-8"))
             fh.flush()
             done += len(chunk)
-            _write_json_atomic(state_path, {"config": config, "done": done, "bytes": fh.tell(),
-                                            "summary": summary._state()})
+            _write_json_atomic(
+                state_path, {"config": config, "done": done, "bytes": fh.tell(), "summary": summary._state()}
+            )
             bar.update(len(chunk))
             if _after_chunk is not None:
                 _after_chunk(done)

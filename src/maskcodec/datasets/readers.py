@@ -97,8 +97,9 @@ def _load_json(path) -> object:
 def _coco_tables(path, data) -> tuple[dict, dict, dict]:
     if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise DatasetError(str(path), f"not a COCO instances file: need 'images', 'annotations' and "
-                           f"'categories', got {keys}")
+        raise DatasetError(
+            str(path), f"not a COCO instances file: need 'images', 'annotations' and 'categories', got {keys}"
+        )
     images = {im["id"]: im for im in data["images"]}
     anns = {a["id"]: a for a in data["annotations"]}
     cats = {c["id"]: c["name"] for c in data["categories"]}
@@ -175,16 +176,24 @@ def read_coco(
         image = images[first["image_id"]]
         name = cats[first["category_id"]]
         sid = f"img{key[0]}_cat{key[1]}" if group == "category" else f"ann{key[0]}"
-        samples.append(Sample(
-            id=sid,
-            image=_image_path(image_root, image["file_name"]),
-            label=safe_label(name),
-            target=CocoTarget(tuple(a["segmentation"] for a in group_anns),
-                              (int(image["height"]), int(image["width"])), str(path)),
-            task="referring",
-            meta={"image_id": first["image_id"], "category_id": first["category_id"],
-                  "ann_ids": [a["id"] for a in group_anns]},
-        ))
+        samples.append(
+            Sample(
+                id=sid,
+                image=_image_path(image_root, image["file_name"]),
+                label=safe_label(name),
+                target=CocoTarget(
+                    tuple(a["segmentation"] for a in group_anns),
+                    (int(image["height"]), int(image["width"])),
+                    str(path),
+                ),
+                task="referring",
+                meta={
+                    "image_id": first["image_id"],
+                    "category_id": first["category_id"],
+                    "ann_ids": [a["id"] for a in group_anns],
+                },
+            )
+        )
     return Source(f"coco:{os.fspath(path)}", samples, report.problems)
 
 
@@ -208,7 +217,11 @@ def _refer_samples(refs, images, anns, report, where, image_root, split, grefs):
         rid = ref.get("ref_id")
         image = images.get(ref.get("image_id"))
         if image is None:
-            report(where, f"ref {rid} refers to image {ref.get('image_id')!r}, not in instances.json", f"ref{rid}")
+            report(
+                where,
+                f"ref {rid} refers to image {ref.get('image_id')!r}, not in instances.json",
+                f"ref{rid}",
+            )
             continue
         ann_ids = ref.get("ann_id")
         ann_ids = list(ann_ids) if isinstance(ann_ids, (list, tuple)) else [ann_ids]
@@ -236,16 +249,24 @@ def _refer_samples(refs, images, anns, report, where, image_root, split, grefs):
             if label is None:
                 report(where, f"ref {rid} sentence {sent_id} has no usable text", f"ref{rid}_sent{sent_id}")
                 continue
-            samples.append(Sample(
-                id=f"ref{rid}_sent{sent_id}",
-                image=_image_path(image_root, image["file_name"]),
-                label=label,
-                target=target,
-                task="referring",
-                meta={"ref_id": rid, "sent_id": sent_id, "image_id": ref.get("image_id"),
-                      "split": ref.get("split"), "raw": sent.get("raw"), "ann_ids": ann_ids,
-                      **({"no_target": no_target} if grefs else {})},
-            ))
+            samples.append(
+                Sample(
+                    id=f"ref{rid}_sent{sent_id}",
+                    image=_image_path(image_root, image["file_name"]),
+                    label=label,
+                    target=target,
+                    task="referring",
+                    meta={
+                        "ref_id": rid,
+                        "sent_id": sent_id,
+                        "image_id": ref.get("image_id"),
+                        "split": ref.get("split"),
+                        "raw": sent.get("raw"),
+                        "ann_ids": ann_ids,
+                        **({"no_target": no_target} if grefs else {}),
+                    },
+                )
+            )
     return samples
 
 
@@ -272,6 +293,11 @@ def read_refer(
         ``"unc"``, ``"google"`` or ``"umd"`` (the name inside ``refs(...).p``).
     split : str, optional
         Keep only refs of this split (``"train"``, ``"val"``, ``"testA"``...).
+
+    Notes
+    -----
+    ``refs(...).p`` is a Python pickle, as REFER publishes it; unpickling runs
+    code named in the file, so read only files from a source you trust.
     """
     report = _Report(on_error)
     folder = os.path.join(root, dataset)
@@ -284,7 +310,7 @@ def read_refer(
             refs = pickle.load(fh)
     except FileNotFoundError:
         raise DatasetError(refs_path, "file not found") from None
-    except Exception as exc:  # a corrupt pickle can raise almost anything
+    except Exception as exc:  # noqa: BLE001 - a corrupt pickle can raise almost anything
         raise DatasetError(refs_path, f"cannot unpickle: {type(exc).__name__}: {exc}") from None
     if not isinstance(refs, list):
         raise DatasetError(refs_path, f"expected a list of refs, got {type(refs).__name__}")
@@ -326,8 +352,9 @@ def read_names(path, /, *, first_id: int = 0) -> dict[int, str]:
     """Read a class-name file: ``{id: canonical name}``.
 
     One name per line (the ``i``-th name names id ``first_id + i``; ADE20K's
-    150 names start at 1), or ``ID NAME`` / ``ID: NAME`` lines.  ``name, other name`` lists synonyms; the first is kept.  Blank
-    lines and ``#`` comments are skipped.  Names are made safe labels.
+    150 names start at 1), or ``ID NAME`` / ``ID: NAME`` lines.
+    ``name, other name`` lists synonyms; the first is kept.  Blank lines and
+    ``#`` comments are skipped.  Names are made safe labels.
 
     Examples
     --------
@@ -345,8 +372,9 @@ def read_names(path, /, *, first_id: int = 0) -> dict[int, str]:
     except UnicodeDecodeError as exc:
         raise DatasetError(str(path), f"class-name file is not UTF-8: {exc}") from None
     content = [(n, ln) for n, ln in enumerate(lines, 1) if ln and not ln.startswith("#")]
-    explicit = bool(content) and all(ln.split(None, 1)[0].rstrip(":").isdigit() and len(ln.split(None, 1)) == 2
-                                     for _, ln in content)
+    explicit = bool(content) and all(
+        ln.split(None, 1)[0].rstrip(":").isdigit() and len(ln.split(None, 1)) == 2 for _, ln in content
+    )
     names: dict[int, str] = {}
     for i, (lineno, ln) in enumerate(content):
         if explicit:
@@ -403,8 +431,11 @@ def read_semantic(
         Id of the first name in a one-name-per-line file (see :func:`read_names`).
     """
     report = _Report(on_error)
-    table = read_names(names, first_id=first_id) if isinstance(names, (str, os.PathLike)) else {int(k): safe_label(v)
-                                                                           for k, v in dict(names).items()}
+    table = (
+        read_names(names, first_id=first_id)
+        if isinstance(names, (str, os.PathLike))
+        else {int(k): safe_label(v) for k, v in dict(names).items()}
+    )
     if background_ids is None:
         background_ids = [i for i, n in table.items() if n.lower() in _BACKGROUND_NAMES]
         if 0 not in table:
@@ -425,15 +456,22 @@ def read_semantic(
             if not os.path.isfile(inst):
                 report(inst, "instance PNG not found", stem)
                 continue
-        samples.append(Sample(
-            id=stem,
-            image=_image_path(image_dir, stem + image_ext),
-            label=None,
-            target=PngTarget(os.path.join(os.fspath(label_dir), f), named, ignore_index,
-                             tuple(int(b) for b in background_ids), inst),
-            task="semantic",
-            meta={},
-        ))
+        samples.append(
+            Sample(
+                id=stem,
+                image=_image_path(image_dir, stem + image_ext),
+                label=None,
+                target=PngTarget(
+                    os.path.join(os.fspath(label_dir), f),
+                    named,
+                    ignore_index,
+                    tuple(int(b) for b in background_ids),
+                    inst,
+                ),
+                task="semantic",
+                meta={},
+            )
+        )
     return Source(f"semantic:{os.fspath(label_dir)}", samples, report.problems)
 
 
@@ -467,14 +505,24 @@ def open_source(
     if kind == "coco":
         return read_coco(src, group=group, image_root=image_root, on_error=on_error)
     if kind == "refer":
-        return read_refer(src, dataset, split_by=split_by, split=split, image_root=image_root, on_error=on_error)
+        return read_refer(
+            src, dataset, split_by=split_by, split=split, image_root=image_root, on_error=on_error
+        )
     if kind == "grefcoco":
         return read_grefcoco(src, split_by=split_by, split=split, image_root=image_root, on_error=on_error)
     if kind == "semantic":
         if names is None:
             raise DatasetError(src, "a semantic label folder needs a class-name file (names=...)")
-        return read_semantic(src, names, image_dir=image_root, image_ext=image_ext, instance_dir=instance_dir,
-                             ignore_index=ignore_index, first_id=first_id, on_error=on_error)
+        return read_semantic(
+            src,
+            names,
+            image_dir=image_root,
+            image_ext=image_ext,
+            instance_dir=instance_dir,
+            ignore_index=ignore_index,
+            first_id=first_id,
+            on_error=on_error,
+        )
     raise DatasetError(src, f"unknown dataset kind {kind!r}; choose coco, refer, grefcoco or semantic")
 
 
@@ -513,5 +561,8 @@ def _detect(src: str, dataset: str, split_by: str, names) -> str:
             return "refer"
     if names is not None and any(f.lower().endswith(".png") for f in os.listdir(src)):
         return "semantic"
-    raise DatasetError(src, "cannot tell the dataset layout (no refs(*).p, grefs(*).json, or PNGs with a "
-                       "class-name file); pass kind=")
+    raise DatasetError(
+        src,
+        "cannot tell the dataset layout (no refs(*).p, grefs(*).json, or PNGs with a "
+        "class-name file); pass kind=",
+    )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class BatchConverter:
     </seg>
     """
 
-    options: ConvertOptions = ConvertOptions()
+    options: ConvertOptions = field(default_factory=ConvertOptions)
     mask: str = "mask"
     label: str = "label"
     image: str = "image"
@@ -79,8 +79,13 @@ class BatchConverter:
         if isinstance(m, Mapping) and "counts" in m:
             size = tuple(int(v) for v in m["size"])
             target = CocoTarget((dict(m),), size)
-        elif isinstance(m, (list, tuple)) and m and isinstance(m[0], (list, tuple, np.ndarray)) and \
-                np.asarray(m[0]).ndim == 1 and self.height in row:
+        elif (
+            isinstance(m, (list, tuple))
+            and m
+            and isinstance(m[0], (list, tuple, np.ndarray))
+            and np.asarray(m[0]).ndim == 1
+            and self.height in row
+        ):
             size = (int(row[self.height]), int(row[self.width]))
             target = CocoTarget((tuple(list(map(float, p)) for p in m),), size)
         else:
@@ -123,8 +128,15 @@ def _plain(value):
     return value
 
 
-def hf_convert(dataset, /, *, options: ConvertOptions | None = None, num_proc: int | None = None,
-               batch_size: int = 256, **columns):
+def hf_convert(
+    dataset,
+    /,
+    *,
+    options: ConvertOptions | None = None,
+    num_proc: int | None = None,
+    batch_size: int = 256,
+    **columns,
+):
     """Convert a ``datasets.Dataset`` with ``Dataset.map(batched=True, num_proc=...)``.
 
     Returns a dataset with the columns ``id``, ``record``, ``tokens``,
@@ -134,12 +146,25 @@ def hf_convert(dataset, /, *, options: ConvertOptions | None = None, num_proc: i
     :class:`BatchConverter`).
     """
     fn = BatchConverter(options or ConvertOptions(), **columns)
-    return dataset.map(fn, batched=True, batch_size=batch_size, num_proc=num_proc,
-                       remove_columns=list(dataset.column_names), desc="maskcodec convert")
+    return dataset.map(
+        fn,
+        batched=True,
+        batch_size=batch_size,
+        num_proc=num_proc,
+        remove_columns=list(dataset.column_names),
+        desc="maskcodec convert",
+    )
 
 
-def ray_convert(dataset, /, *, options: ConvertOptions | None = None, batch_size: int = 256,
-                concurrency: int | None = None, **columns):
+def ray_convert(
+    dataset,
+    /,
+    *,
+    options: ConvertOptions | None = None,
+    batch_size: int = 256,
+    concurrency: int | None = None,
+    **columns,
+):
     """Convert a ``ray.data.Dataset`` with ``map_batches``; returns the lazy output dataset.
 
     Each batch arrives as a dict of numpy arrays (``batch_format="numpy"``) and

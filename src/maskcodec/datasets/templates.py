@@ -85,7 +85,8 @@ class Templates:
         >>> q, a = t.render("referring", ["white horse"], "<seg>...</seg>", seed=0, key="ref1")
         >>> "white horse" in q and a.endswith("<seg>...</seg>")
         True
-        >>> t.render("referring", ["x"], "S", seed=0, key="ref1") == t.render("referring", ["x"], "S", seed=0, key="ref1")
+        >>> same = [t.render("referring", ["x"], "S", seed=0, key="ref1") for _ in range(2)]
+        >>> same[0] == same[1]
         True
         """
         rng = random.Random(f"{seed}/{key}")
@@ -103,7 +104,10 @@ class Templates:
 
     def to_json(self) -> dict:
         return {
-            "referring": {"questions": list(self.referring_questions), "answers": list(self.referring_answers)},
+            "referring": {
+                "questions": list(self.referring_questions),
+                "answers": list(self.referring_answers),
+            },
             "semantic": {"questions": list(self.semantic_questions), "answers": list(self.semantic_answers)},
             "label_separator": self.label_separator,
         }
@@ -120,12 +124,16 @@ def _check(items: Sequence[str], task: str, *, answer: bool) -> None:
         found = _PLACEHOLDER.findall(t)
         bad = [p for p in found if p not in allowed]
         if bad:
-            raise InputError(f"{task} {kind} template {t!r} uses {{{bad[0]}}}; allowed: "
-                             + ", ".join("{" + a + "}" for a in allowed))
+            raise InputError(
+                f"{task} {kind} template {t!r} uses {{{bad[0]}}}; allowed: "
+                + ", ".join("{" + a + "}" for a in allowed)
+            )
         if answer and found.count("seg") != 1:
             raise InputError(f"{task} answer template {t!r} must hold {{seg}} exactly once")
         if not answer and _ALLOWED[task][0] not in found:
-            raise InputError(f"{task} question template {t!r} never names the target ({{{_ALLOWED[task][0]}}})")
+            raise InputError(
+                f"{task} question template {t!r} never names the target ({{{_ALLOWED[task][0]}}})"
+            )
 
 
 DEFAULT_TEMPLATES = Templates()
@@ -149,7 +157,9 @@ def load_templates(source) -> Templates:
         raise InputError(f"{where}: a template file holds a JSON object")
     unknown = set(data) - {"referring", "semantic", "label_separator"}
     if unknown:
-        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; use referring, semantic, label_separator")
+        raise InputError(
+            f"{where}: unknown key(s) {sorted(unknown)}; use referring, semantic, label_separator"
+        )
     kw = {}
     for task in ("referring", "semantic"):
         sec = data.get(task, {})

@@ -46,22 +46,36 @@ def make_record(format: str, /, *, id: str, image: str, question: str, answer: s
     {'id': '1', 'query': '<img>a.jpg</img>Q', 'response': 'A'}
     """
     if format == "llava":
-        return {"id": id, "image": image, "conversations": [
-            {"from": "human", "value": "<image>\n" + question},
-            {"from": "gpt", "value": answer},
-        ]}
+        return {
+            "id": id,
+            "image": image,
+            "conversations": [
+                {"from": "human", "value": "<image>\n" + question},
+                {"from": "gpt", "value": answer},
+            ],
+        }
     if format == "sharegpt":
-        return {"id": id, "messages": [
-            {"role": "user", "content": "<image>" + question},
-            {"role": "assistant", "content": answer},
-        ], "images": [image]}
+        return {
+            "id": id,
+            "messages": [
+                {"role": "user", "content": "<image>" + question},
+                {"role": "assistant", "content": answer},
+            ],
+            "images": [image],
+        }
     if format == "swift":
         return {"id": id, "query": f"<img>{image}</img>{question}", "response": answer}
     if format == "hf-messages":
-        return {"id": id, "messages": [
-            {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]},
-            {"role": "assistant", "content": [{"type": "text", "text": answer}]},
-        ]}
+        return {
+            "id": id,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image", "image": image}, {"type": "text", "text": question}],
+                },
+                {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+            ],
+        }
     raise InputError(f"unknown output format {format!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -91,8 +105,14 @@ def answer_of(record: dict) -> tuple[str, str, str]:
         user = next(m for m in msgs if m.get("role") == "user")
         asst = next(m for m in msgs if m.get("role") == "assistant")
         if isinstance(user["content"], list):
-            image = next((p.get("image") or p.get("path") or p.get("url") or "" for p in user["content"]
-                          if p.get("type") == "image"), "")
+            image = next(
+                (
+                    p.get("image") or p.get("path") or p.get("url") or ""
+                    for p in user["content"]
+                    if p.get("type") == "image"
+                ),
+                "",
+            )
             q = "".join(p.get("text", "") for p in user["content"] if p.get("type") == "text")
             a = "".join(p.get("text", "") for p in asst["content"] if p.get("type") == "text")
             return image, q, a
