@@ -75,6 +75,15 @@ def test_frozen_texts_decode_to_the_quantized_masks(name, coco):
         # The reference decoder reads the same grid (the binary mask it scores).
         ids, _ = ref.text4seg_decode(rec["text"], grid, grid, fmt)
         np.testing.assert_array_equal(np.asarray(ids) != 0, q)
+
+
+@pytest.mark.slow_without_jit  # renders 1,600 full-size masks
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_frozen_texts_decode_to_full_size_masks(name, coco):
+    grid, fmt, _ = FILES[name]
+    for rec in _records(name):
+        ann, mask = coco[rec["id"]]
+        q = mc.quantize(mask, grid=grid) != 0
         h, w = mask.shape
         # torch's nearest upsampling, dst * in // out (ref.upsample, vectorised for full-size masks)
         ys, xs = np.arange(h) * grid // h, np.arange(w) * grid // w

@@ -32,6 +32,7 @@ def test_render_matches_reference(ids, h, w, align):
     np.testing.assert_array_equal(g.mask((h, w), align=align), out != 0)
 
 
+@pytest.mark.slow_without_jit  # renders up to 700x700 pixels per example
 def test_render_matches_torch_interpolate():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)

@@ -178,6 +178,7 @@ def test_nonempty_label_maps_keep_every_value_while_cells_are_free(m, g, method)
     np.testing.assert_array_equal(q[keep], plain[keep])
 
 
+@pytest.mark.slow_without_jit  # exact areas of 200 full-size masks
 def test_nonempty_on_real_masks_empties_nothing(coco):
     for ann, m in coco[:200]:
         for method in ("nearest", "area"):
