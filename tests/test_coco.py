@@ -149,6 +149,37 @@ def test_uncompressed_runs_against_exact_references(hwc, rows, cols, method, non
     assert cocoio.mask_to_rle(mask) == _encode(mask)
 
 
+@st.composite
+def big_runs(draw):
+    """(h, w, counts) of a big image with no empty run after the first (as pycocotools writes them)."""
+    h = draw(st.integers(1, 3000))
+    w = draw(st.integers(1, 3000))
+    total = h * w
+    cuts = sorted(draw(st.sets(st.integers(1, total - 1), max_size=10))) if total > 1 else []
+    first = [0] if draw(st.booleans()) else []
+    counts = [b - a for a, b in zip([0, *cuts], [*cuts, total])]
+    return h, w, first + counts
+
+
+@given(big_runs(), st.integers(1, 16))
+@settings(max_examples=examples(200))
+def test_compressed_counts_of_big_images_match_pycocotools(hwc, grid):
+    # Long runs take several 5-bit groups, and deltas against the count two back go negative.
+    h, w, counts = hwc
+    uncompressed = {"size": [h, w], "counts": counts}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        want = mask_utils.frPyObjects(uncompressed, h, w)
+    got = cocoio.to_rle(uncompressed)
+    assert got == want
+    assert cocoio.to_rle({"size": [h, w], "counts": got["counts"].decode("ascii")}) == got
+    if h * w <= 1 << 20:
+        mask = _decode(want)
+        assert np.array_equal(
+            cocoio.rle_to_grid(got, grid=grid, method="area"), mc.quantize(mask, grid=grid, method="area")
+        )
+
+
 @given(small_masks(max_side=14))
 @settings(max_examples=examples(200))
 def test_mask_to_rle_accepts_any_order_and_dtype(mask):
