@@ -101,6 +101,7 @@ def render_markdown(doc: dict) -> str:
         "lost = share of non-empty masks that come back empty.  Bold rows are on the Pareto front "
         f"(mean {doc['tokenizers'][0]} tokens against cIoU) of their table.",
         "",
+        "",
     ]
     return "\n".join(head) + C.markdown(doc["summary"], doc["tokenizers"])
 

@@ -271,26 +271,32 @@ def plot(summary: dict, tokenizer: str, out: str, subset: str = "all") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    fams: dict[str, list] = {}
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    series: dict[str, list] = {}
     for name, r in summary.items():
         s = r["subsets"].get(subset)
-        if s is not None:
-            fams.setdefault(r["family"], []).append((s["tokens"][tokenizer]["mean"], s["ciou"], name))
-    for fam, pts in fams.items():
+        if s is not None:  # one line per codec and quantizer, through its grids or budgets
+            key = r["codec"] if r["family"] == "polygon" else f"{r['codec']} {r['method']}"
+            series.setdefault(key, []).append((s["tokens"][tokenizer]["mean"], s["ciou"], name))
+    colors = plt.get_cmap("tab20").colors
+    codecs = list(dict.fromkeys(key.split(" ")[0] for key in series))
+    styles = {"nearest": "-", "area": "--", "coverage": ":"}
+    for key, pts in series.items():
         pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=fam)
+        codec, _, method = key.partition(" ")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=4, label=key,
+                color=colors[codecs.index(codec) % len(colors)], linestyle=styles.get(method, "-"))
     front = pareto(summary, tokenizer, subset)
     fx = [summary[n]["subsets"][subset]["tokens"][tokenizer]["mean"] for n in front]
     fy = [summary[n]["subsets"][subset]["ciou"] for n in front]
-    ax.plot(fx, fy, linestyle="--", color="black", linewidth=1, label="Pareto front")
+    ax.plot(fx, fy, linestyle=(0, (1, 1)), color="black", linewidth=1.5, label="Pareto front")
     ax.set_xscale("log")
     ax.set_xlabel(f"mean tokens per answer ({tokenizer})")
     ax.set_ylabel(f"oracle cIoU ({subset} masks)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
