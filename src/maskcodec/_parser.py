@@ -916,7 +916,7 @@ def from_text(text: str, /, *, mode: Mode = "strict", **options) -> LabelGrid:
     >>> from_text("<seg>others *1| cat *1\\n others *3\\n</seg>")
     Traceback (most recent call last):
     ...
-    maskcodec._errors.ParseError: line 1, column 23: row 1 has 2 cells, expected... 
+    maskcodec._errors.ParseError: line 2, column 10: count 3 exceeds the 2 cells left
     """
     return parse(text, mode=mode, **options).grid
 
