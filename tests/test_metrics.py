@@ -290,12 +290,15 @@ def test_rec_accuracy_masks_and_boxes(coco_masks):
     target = next(m for m in coco_masks if m.any())
     assert acc.add(np.zeros_like(target), target) is False  # an empty prediction scores 0
     assert acc.add(None, (0, 0, 4, 4)) is False
+    before = (acc.correct, acc.count)
+    assert acc.add((0, 0, 1, 1), np.zeros((3, 3), bool)) is False  # no target: skipped, counted apart
+    assert (acc.correct, acc.count, acc.skipped) == (*before, 1)
     with pytest.raises(InputError, match="no box"):
-        acc.add((0, 0, 1, 1), np.zeros((3, 3), bool))
+        RECAccuracy(no_target="raise").add((0, 0, 1, 1), np.zeros((3, 3), bool))
     merged = pickle.loads(pickle.dumps(acc)).merge(
         RECAccuracy.from_state(coco_acc.state() | {"convention": "text4seg"})
     )
-    assert merged.count == acc.count + coco_acc.count
+    assert merged.count == acc.count + coco_acc.count and merged.skipped == acc.skipped == 1
     strict = RECAccuracy()
     # IoU exactly 0.5 is not a hit (> 0.5, not >=)
     assert strict.add((0, 0, 2, 2), (0, 0, 2, 4)) is False

@@ -532,6 +532,12 @@ class RECAccuracy:
     :func:`box_from_mask`) or boxes of 4 numbers in ``convention``, in any mix.
     A prediction without a box (empty mask, or None) scores 0.
 
+    REC is defined only where there is a target object.  A sample whose target
+    has no box (an empty mask: a gRefCOCO no-target expression, or an object
+    lost in quantization) is counted in ``skipped`` and left out of the
+    accuracy with ``no_target="skip"`` (the default), or raises with
+    ``no_target="raise"``.
+
     Examples
     --------
     >>> import numpy as np
@@ -541,22 +547,37 @@ class RECAccuracy:
     (True, False, True)
     >>> acc.accuracy
     0.6666666666666666
+    >>> acc.add(t, np.zeros((8, 8), bool)), acc.skipped, acc.count
+    (False, 1, 3)
     """
 
-    def __init__(self, *, threshold: float = 0.5, convention: Convention = "text4seg") -> None:
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.5,
+        convention: Convention = "text4seg",
+        no_target: Literal["skip", "raise"] = "skip",
+    ) -> None:
         if not 0.0 <= float(threshold) < 1.0:
             raise InputError(f"threshold must be in [0, 1), got {threshold!r}")
+        if no_target not in ("skip", "raise"):
+            raise InputError(f"RECAccuracy no_target must be 'skip' or 'raise', got {no_target!r}")
         self.threshold = float(threshold)
         self.convention = _convention(convention)
+        self.no_target = no_target
         self.correct = 0
         self.count = 0
+        self.skipped = 0
 
     def add(self, pred, target, /) -> bool:
-        """Score one sample; returns whether it is correct."""
+        """Score one sample; returns whether it is correct (False when skipped)."""
         pb = _box_of(pred, self.convention, "pred")
         tb = _box_of(target, self.convention, "target")
         if tb is None:
-            raise InputError("the target has no box (empty mask); REC needs a target object")
+            if self.no_target == "raise":
+                raise InputError("the target has no box (empty mask); REC needs a target object")
+            self.skipped += 1
+            return False
         hit = pb is not None and box_iou(pb, tb, convention=self.convention) > self.threshold
         self.count += 1
         self.correct += int(hit)
@@ -567,7 +588,7 @@ class RECAccuracy:
         return self.correct / self.count if self.count else math.nan
 
     def merge(self, *others: RECAccuracy) -> RECAccuracy:
-        out = RECAccuracy(threshold=self.threshold, convention=self.convention)
+        out = RECAccuracy(threshold=self.threshold, convention=self.convention, no_target=self.no_target)
         for acc in (self, *others):
             if not isinstance(acc, RECAccuracy):
                 raise TypeError(f"can only merge RECAccuracy, got {type(acc).__name__}")
@@ -575,6 +596,7 @@ class RECAccuracy:
                 raise InputError("cannot merge RECAccuracy with different threshold or convention")
             out.correct += acc.correct
             out.count += acc.count
+            out.skipped += acc.skipped
         return out
 
     __add__ = merge
@@ -583,18 +605,28 @@ class RECAccuracy:
         return {
             "threshold": self.threshold,
             "convention": self.convention,
+            "no_target": self.no_target,
             "correct": self.correct,
             "count": self.count,
+            "skipped": self.skipped,
         }
 
     @classmethod
     def from_state(cls, state: dict) -> RECAccuracy:
-        out = cls(threshold=state["threshold"], convention=state["convention"])
+        out = cls(
+            threshold=state["threshold"],
+            convention=state["convention"],
+            no_target=state.get("no_target", "skip"),
+        )
         out.correct, out.count = int(state["correct"]), int(state["count"])
+        out.skipped = int(state.get("skipped", 0))
         return out
 
     def __repr__(self) -> str:
-        return f"RECAccuracy(threshold={self.threshold}, convention={self.convention!r})"
+        return (
+            f"RECAccuracy(threshold={self.threshold}, convention={self.convention!r}, "
+            f"no_target={self.no_target!r})"
+        )
 
 
 @dataclass(frozen=True)
