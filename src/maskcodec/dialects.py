@@ -84,7 +84,7 @@ from ._labels import _problem, check_label
 from .grid import LabelGrid
 from .quantize import as_grid
 
-__all__ = ["DIALECTS", "convert", "ebnf", "from_text", "to_text"]
+__all__ = ["DIALECTS", "convert", "ebnf", "export_grammar", "from_text", "to_text"]
 
 Dialect = Literal["crle", "arle", "spans"]
 #: The dialect names, in the order of the docs.
@@ -472,6 +472,9 @@ class _Reader:
                 pos = self.expect(" ", pos, "' ', '**' or the end of the row")
             first = False
             ident = 1
+            if len(self.labels) < 2:
+                raise self.error("a span needs a foreground label: declare 'a=label' in the header", pos,
+                                 "'**' or the end of the row")
             if named:
                 at = pos
                 pos, ident = self.alias_at(pos, names)
@@ -634,3 +637,155 @@ def ebnf(dialect: Dialect) -> str:
     crle_row  = { label , " *" , count , "| " } , label , [ " **" , count ] ;
     """
     return _EBNF[_check_dialect(dialect)]
+
+
+# =========================================================================== grammar export
+
+
+def export_grammar(
+    dialect: Dialect,
+    *,
+    grid=16,
+    labels=None,
+    background: str = DEFAULT_BACKGROUND,
+    envelope: bool = True,
+    form: Literal["gbnf", "lark"] = "gbnf",
+    max_labels: int = 4,
+    max_size: int = 400_000,
+) -> str:
+    """The exact grammar of a ``rows x cols`` answer in ``dialect``, for constrained decoding.
+
+    Counts are kept exact as in :func:`maskcodec.grammar.export_grammar`: one
+    nonterminal per number of cells left in a row (``crle``, ``arle``), per
+    first free column (``spans``) and per number of rows left (the repeats).
+
+    Parameters
+    ----------
+    dialect : {"crle", "arle", "spans"}
+    grid : int or (rows, cols)
+    labels : collection of str, optional
+        The allowed foreground labels; None allows any safe label (and, for
+        ``arle``/``spans``, up to ``max_labels`` header lines).
+    background : str
+        Written in the header as ``.=name`` (``arle``, ``spans``) unless it is ``others``.
+    envelope : bool
+    form : {"gbnf", "lark"}
+        llama.cpp GBNF (start rule ``root``) or Lark (start rule ``start``).
+    max_size : int
+        Refuse (:class:`~maskcodec.InputError`) a longer grammar.
+
+    Notes
+    -----
+    The grammar is the writer's language, slightly looser in one place and
+    stricter in another than the parser: it does not check that header labels
+    are distinct (the parser does), and it writes the ``.=`` header line
+    exactly when ``background`` is not ``others`` (the parser accepts it always).
+
+    Examples
+    --------
+    >>> print(export_grammar("crle", grid=(2, 2), labels=["dog"]))
+    root ::= "<seg>" l2 "</seg>"
+    l1 ::= c2 ("\\n")
+    l2 ::= c2 ("\\n " l1 | " **2" "\\n")
+    c1 ::= label
+    c2 ::= label (" *" "1" "| " c1)?
+    label ::= "others" | "dog"
+    """
+    from .grammar import _gbnf_str as lit
+    from .grammar import _label_rules, _labels_list
+
+    _check_dialect(dialect)
+    if form not in ("gbnf", "lark"):
+        raise InputError(f"unknown form {form!r}; choose one of gbnf, lark")
+    rows, cols = as_grid(grid)
+    names = _labels_list(labels, background)
+    lark = form == "lark"
+    define = ": " if lark else " ::= "
+    start = "start" if lark else "root"
+    sep = "\n " if dialect == "crle" else "\n"
+    # A cheap size guard before building anything quadratic or worse.
+    n_fg = (len(names) - 1) if names is not None else max_labels
+    branches = 1 if dialect == "crle" else n_fg + 1
+    if (rows * rows + cols * cols) * branches * 6 > max_size:
+        raise InputError(f"the {form} grammar for a {rows}x{cols} {dialect} grid would exceed max_size={max_size}")
+    lines: list[str] = []
+
+    def rows_rules(prefix: str, row: str, empty_row: str | None = None) -> None:
+        """l<j>: j rows left; a row then its optional repeat, then the separator or the end."""
+        for j in range(1, rows + 1):
+            def tails(lead: str) -> list[str]:
+                alts = [lit(sep) + f" {prefix}l{j - 1}" if j > 1 else lit("\n")]
+                for k in range(2, j + 1):
+                    rest = lit(sep) + f" {prefix}l{j - k}" if k < j else lit("\n")
+                    alts.append(f"{lit(lead + REPEAT + str(k))} {rest}")
+                return alts
+            body = f"{row} (" + " | ".join(tails(" ")) + ")"
+            if empty_row is not None:  # spans: an empty row repeats with "**k", no space
+                body += " | (" + " | ".join(tails("")) + ")"
+            lines.append(f"{prefix}l{j}{define}{body}")
+
+    def runs_rules(prefix: str, label: str, star: str, between: str) -> None:
+        """c<k>: a row with k cells left: the last label alone, or a counted run then more."""
+        for k in range(1, cols + 1):
+            if k == 1:
+                lines.append(f"{prefix}c1{define}{label}")
+                continue
+            alts = [f"{lit(str(n))} {lit(between)} {prefix}c{k - n}" for n in range(1, k)]
+            inner = alts[0] if len(alts) == 1 else "(" + " | ".join(alts) + ")"
+            lines.append(f"{prefix}c{k}{define}{label} ({lit(star)} {inner})?")
+
+    head_bg = "" if background == DEFAULT_BACKGROUND else f"{lit('.=' + background + chr(10))} "
+    if dialect == "crle":
+        lines.append(f"{start}{define}" + (f"{lit(SEG_OPEN)} l{rows} {lit(SEG_CLOSE)}" if envelope else f"l{rows}"))
+        rows_rules("", f"c{cols}")
+        runs_rules("", "label", " *", "| ")
+        label_rule = "label"
+    else:
+        bodies = []
+        for m in range(n_fg + 1):
+            p = f"m{m}"
+            header = " ".join(f"{lit(alias(i) + '=')} hlabel {lit(chr(10))}" for i in range(1, m + 1))
+            bodies.append(" ".join(x for x in (head_bg.strip(), header, f"{p}l{rows}") if x))
+            if dialect == "arle":
+                aliases = " | ".join(lit(a) for a in [BACKGROUND_ALIAS] + [alias(i) for i in range(1, m + 1)])
+                lines.append(f"{p}a{define}{aliases}")
+                rows_rules(p, f"{p}c{cols}")
+                runs_rules(p, f"{p}a", "*", " ")
+            else:
+                if m == 0:  # no label declared: only empty rows, repeated with "**k"
+                    rows_rules(p, '""')
+                    for i in range(len(lines) - rows, len(lines)):
+                        lines[i] = lines[i].replace('" ' + REPEAT, '"' + REPEAT)
+                    continue
+                name = "" if m == 1 else f"{p}n "
+                if m > 1:
+                    lines.append(f"{p}n{define}" + " | ".join(lit(alias(i)) for i in range(1, m + 1)))
+                rows_rules(p, f"{p}s0", empty_row="")
+                for c in range(cols):
+                    alts = [f"{lit(str(a))} {p}e{a}" for a in range(c, cols)]
+                    lines.append(f"{p}s{c}{define}{name}(" + " | ".join(alts) + ")")
+                for a in range(cols):
+                    nxt = [f"{lit(' ')} {p}s{a + 1}"] if a + 1 < cols else []
+                    ends = [lit(str(b)) + (f" ({lit(' ')} {p}s{b + 1})?" if b + 1 < cols else "")
+                            for b in range(a + 1, cols)]
+                    alts = nxt + ([f"{lit('-')} (" + " | ".join(ends) + ")"] if ends else [])
+                    body = " | ".join(alts)
+                    lines.append(f"{p}e{a}{define}" + (f"({body})?" if body else '""'))
+        wrap = (lambda b: f"{lit(SEG_OPEN)} {b} {lit(SEG_CLOSE)}") if envelope else (lambda b: b)
+        lines.insert(0, f"{start}{define}" + " | ".join(f"({wrap(b)})" for b in bodies))
+        label_rule = "hlabel"
+    if names is not None:
+        allowed = names if dialect == "crle" else names[1:]
+        if allowed:
+            lines.append(f"{label_rule}{define}" + " | ".join(lit(n) for n in allowed))
+    else:
+        first, rules = _label_rules("_l" if lark else "l", lark)
+        lines.append(f"{label_rule}{define}{first}")
+        lines.extend(rules)
+    if lark:  # Lark has no empty string terminal: an empty expansion says the same
+        lines = [ln.replace('"" ', "").replace(' ""', " ").replace('""', "") for ln in lines]
+    text = "\n".join(lines) + ("\n" if lark else "")
+    if len(text) > max_size:
+        raise InputError(f"the {form} grammar for a {rows}x{cols} {dialect} grid has {len(text)} characters, "
+                         f"more than max_size={max_size}")
+    return text
