@@ -179,6 +179,17 @@ def _answer(record: dict, to: str) -> str:
     return record["messages"][1]["content"][0]["text"]
 
 
+# Set in the parent just before a fork-started pool: children inherit the samples, so a job is only
+# an index range and the parent no longer pickles every sample it hands out.
+_FORKED: tuple | None = None
+
+
+def _work_range(job):
+    start, stop = job
+    samples, opts, fatal = _FORKED
+    return _work((samples[start:stop], opts, fatal))
+
+
 def _work(job):
     """Worker: encode a chunk; returns ``[(line or None, Problem or None, pieces)]`` in order."""
     samples, opts, fatal = job
@@ -413,9 +424,18 @@ def convert(
             # fork is fastest (workers inherit the loaded kernels), but forking a process that runs
             # other threads (a Ray driver, a thread pool) can deadlock a child: spawn then.
             can_fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-            ctx = multiprocessing.get_context("fork" if can_fork else "spawn")
-            pool = ctx.Pool(workers)
-            results = pool.imap(_work, jobs)  # ordered, so the file is the same for any worker count
+            if can_fork:
+                global _FORKED
+                _FORKED = (samples, opts, fatal)
+                try:
+                    pool = multiprocessing.get_context("fork").Pool(workers)
+                finally:
+                    _FORKED = None  # the children have their copy; the parent keeps no reference
+                ranges = ((i, min(i + chunk_size, total)) for i in range(start, total, chunk_size))
+                results = pool.imap(_work_range, ranges)  # ordered: same file for any worker count
+            else:
+                pool = multiprocessing.get_context("spawn").Pool(workers)
+                results = pool.imap(_work, jobs)
         else:
             results = map(_work, jobs)
         done = start
