@@ -103,7 +103,7 @@ def test_show_record_and_cli(tmp_path, capsys):
 
 def test_gallery(tmp_path):
     paths = gallery(tmp_path, indices=(3, 21))
-    assert len(paths) == 2
+    assert len(paths) == 3 and paths[-1].endswith("show_scene_139.png")
     for p in paths:
         with Image.open(p) as im:
             assert im.mode == "RGB" and im.size[0] > _PANEL_W

@@ -241,16 +241,26 @@ def show_cli(args) -> int:
     return 0
 
 
-def gallery(out_dir, /, *, indices=(3, 0, 13, 21), grid: int = 16) -> list[str]:
+def _coco_name(cat: int) -> str:
+    from ._cli_codec import _COCO_NAMES
+
+    return _COCO_NAMES[cat] if 0 < cat < len(_COCO_NAMES) and _COCO_NAMES[cat] else f"class {cat}"
+
+
+def gallery(
+    out_dir, /, *, indices=(3, 0, 13, 21), grid: int = 16, scene: int | None = 139, scene_grid: int = 32
+) -> list[str]:
     """Render bundled real COCO masks (``maskcodec/data/coco_sample.json``) as show PNGs.
 
     The COCO images are not shipped, so each mask is drawn as a dark
     silhouette on a neutral grey canvas of the image's size, with the decoded
-    ``grid`` answer over it.  Returns the written paths.
+    ``grid`` answer over it.  ``scene`` (a COCO image id) adds one multi-label
+    picture: every bundled mask of that image in one label map, instances
+    numbered per class (``chair 1``, ``chair 2``), at ``scene_grid``.  Returns
+    the written paths.
     """
     from importlib import resources
 
-    from ._cli_codec import _COCO_NAMES
     from .coco import rle_to_mask
     from .datasets.templates import DEFAULT_TEMPLATES
     from .text import encode_mask
@@ -261,8 +271,7 @@ def gallery(out_dir, /, *, indices=(3, 0, 13, 21), grid: int = 16) -> list[str]:
     for i in indices:
         ann = anns[i]
         mask = rle_to_mask(ann["segmentation"]).astype(bool)
-        cat = ann["category_id"]
-        name = _COCO_NAMES[cat] if 0 < cat < len(_COCO_NAMES) and _COCO_NAMES[cat] else f"class {cat}"
+        name = _coco_name(ann["category_id"])
         seg = encode_mask(mask, name, grid=grid)
         q, a = DEFAULT_TEMPLATES.render("referring", [name], seg, seed=0, key=str(i))
         img = render_sample(
@@ -274,6 +283,36 @@ def gallery(out_dir, /, *, indices=(3, 0, 13, 21), grid: int = 16) -> list[str]:
             title=f"COCO val2014 image {ann['image_id']}, mask {i} ({name})",
         )
         path = os.path.join(out_dir, f"show_{i:02d}_{name.replace(' ', '_')}.png")
+        img.save(path, optimize=True)
+        paths.append(path)
+    mine = [a for a in anns if a["image_id"] == scene] if scene is not None else []
+    if mine:
+        masks = [rle_to_mask(a["segmentation"]).astype(bool) for a in mine]
+        totals: dict[str, int] = {}
+        for a in mine:
+            totals[_coco_name(a["category_id"])] = totals.get(_coco_name(a["category_id"]), 0) + 1
+        seen: dict[str, int] = {}
+        names = {}
+        for k, a in enumerate(mine, 1):
+            n = _coco_name(a["category_id"])
+            seen[n] = seen.get(n, 0) + 1
+            names[k] = f"{n} {seen[n]}" if totals[n] > 1 else n
+        labels = np.zeros(masks[0].shape, np.int32)
+        for k in sorted(range(len(masks)), key=lambda j: -int(masks[j].sum())):  # small objects on top
+            labels[masks[k]] = k + 1
+        seg = encode_mask(labels, names, grid=scene_grid)
+        present = [names[k] for k in sorted(names)]
+        q, a = DEFAULT_TEMPLATES.render("semantic", present, seg, seed=0, key=f"scene{scene}")
+        img = render_sample(
+            None,
+            a,
+            question=q,
+            size=labels.shape,
+            mask=labels > 0,
+            grid=scene_grid,
+            title=f"COCO val2014 image {scene}: {len(mine)} objects, {scene_grid}x{scene_grid}",
+        )
+        path = os.path.join(out_dir, f"show_scene_{scene}.png")
         img.save(path, optimize=True)
         paths.append(path)
     return paths
