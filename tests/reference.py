@@ -34,7 +34,7 @@ def pil_nearest(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
     if mask.dtype == np.bool_ or (mask.size and int(mask.max()) <= 255 and int(mask.min()) >= 0):
         img = Image.fromarray(np.ascontiguousarray(mask.astype(np.uint8)))
     else:
-        img = Image.fromarray(np.ascontiguousarray(mask.astype(np.int32)), mode="I")
+        img = Image.fromarray(np.ascontiguousarray(mask.astype(np.int32)))  # mode "I"
     out = np.asarray(img.resize((cols, rows), Image.NEAREST))
     return out.astype(mask.dtype)
 

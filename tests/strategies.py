@@ -176,4 +176,5 @@ def examples(n: int) -> int:
 
     if os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"):
         return max(10, n // 4)
-    return n
+    # MASKCODEC_TEST_SCALE=20 searches twenty times longer (a fuzzing session, not CI).
+    return n * int(os.environ.get("MASKCODEC_TEST_SCALE", "1"))

@@ -46,12 +46,17 @@ def test_nearest_known_pil_quirk():
     assert int(np.floor((4 + 0.5) * 128 / 24)) == 24  # the formula Pillow does not follow
 
 
-def test_nearest_every_size_up_to_300_at_text4seg_grids():
-    # Exhaustive over common grids, one axis at a time (the axes are independent).
-    for g in (16, 24, 32):
-        for n in range(1, 301):
-            m = _position_mask(1, n)
-            np.testing.assert_array_equal(mc.quantize(m, grid=(1, g)), ref.pil_nearest(m, 1, g), err_msg=f"{n}->{g}")
+def test_nearest_every_size_up_to_2048_at_text4seg_grids():
+    # Exhaustive over the grids Text4Seg uses, one axis at a time (the axes are independent):
+    # each pixel of the 1 x n row holds its own index, so any off-by-one sample shows.
+    row = np.arange(2048, dtype=np.int32)[None, :]
+    for g in (16, 24, 32, 64):
+        for n in range(1, 2049):
+            m = row[:, :n]
+            got = mc.quantize(m, grid=(1, g))
+            want = np.asarray(Image.fromarray(m).resize((g, 1), Image.NEAREST))
+            if not np.array_equal(got, want):
+                raise AssertionError(f"{n} px -> {g} cells: {got.tolist()} != Pillow {want.tolist()}")
 
 
 @given(m=small_masks(max_side=40, max_value=1))
