@@ -135,8 +135,15 @@ def text4seg_encode(mask: np.ndarray, label: str, rows: int, cols: int) -> str:
 # --------------------------------------------------------------------------- text4seg decoder
 
 
-def text4seg_decode(text: str, rows: int, cols: int, fmt: str = "rrle", background: str = BACKGROUND):
+def text4seg_decode(
+    text: str, rows: int, cols: int, fmt: str = "rrle", background: str = BACKGROUND, classes=None
+):
     """The Text4Seg evaluation decoder, line for line, as plain Python.
+
+    Without ``classes`` it is the referring-segmentation script (ids by first
+    appearance, the background moved to id 0); with ``classes`` (the class
+    file's names in order, the background first) it is the semantic script:
+    ``{name: index}``, unknown names read as 0.
 
     Returns ``(ids, names)``: ``ids`` a ``rows x cols`` list of lists and
     ``names`` the label of each id (None when decoding failed and the result
@@ -157,12 +164,17 @@ def text4seg_decode(text: str, rows: int, cols: int, fmt: str = "rrle", backgrou
                     label, count = token.split(" *")
                     cells.extend([label] * int(count))
         sequence = [s.strip() for s in "|".join(cells).split("|")]
-        unique = list(dict.fromkeys(sequence))
-        if background in unique:
-            unique.remove(background)
-            unique.insert(0, background)
-        table = {name: i for i, name in enumerate(unique)}
-        flat = [table[s] for s in sequence]
+        if classes is not None:
+            unique = list(classes)
+            table = {name: i for i, name in enumerate(unique)}
+            flat = [table.get(s, 0) for s in sequence]
+        else:
+            unique = list(dict.fromkeys(sequence))
+            if background in unique:
+                unique.remove(background)
+                unique.insert(0, background)
+            table = {name: i for i, name in enumerate(unique)}
+            flat = [table[s] for s in sequence]
     except Exception:
         flat = [0] * want
         unique = None

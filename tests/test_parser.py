@@ -217,6 +217,23 @@ def test_text4seg_huge_counts_do_not_allocate(text, expect):
     np.testing.assert_array_equal(res.grid.ids, np.asarray(expect))
 
 
+@given(data=st.data(), fmt=st.sampled_from(FORMATS))
+@settings(max_examples=examples(200))
+def test_text4seg_mode_with_a_class_table_matches_the_semantic_script(data, fmt):
+    g, text, bad = data.draw(valid_then_mutated(fmt))
+    # The class table: some of the grid's labels, plus names it never uses, in random order.
+    pool = sorted(set(g.labels[1:]) | {"sky", "road", "Others"})
+    classes = data.draw(st.lists(st.sampled_from(pool), unique=True))
+    for t in (text, bad):
+        if not _expandable(t):
+            continue
+        ids, names = ref.text4seg_decode(t, g.rows, g.cols, fmt, classes=["others", *classes])
+        res = mc.parse(t, grid=g.shape, mode="text4seg", format=fmt, labels=classes)
+        np.testing.assert_array_equal(res.grid.ids, np.asarray(ids), err_msg=repr(t))
+        if names is not None:
+            assert res.grid.labels == tuple(names)
+
+
 def test_text4seg_quirks_are_kept():
     # A short row shifts every later row (row sums are never checked).
     res = mc.parse("<seg>others *1| dog *2\n others *3\n</seg>", grid=(2, 4), mode="text4seg")
