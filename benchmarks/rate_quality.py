@@ -38,7 +38,8 @@ COCO_FILE = ROOT / "tests" / "data" / "coco_val2014_segm100.json"
 OUT_JSON = ROOT / "benchmarks" / "rate_quality_results.json"
 OUT_MD = ROOT / "benchmarks" / "rate_quality_results.md"
 
-CONFIG = {"grids": [16, 32], "methods": ["nearest", "area"], "box_grids": [8, 16], "vertices": [8, 16, 32], "bins": 100}
+CONFIG = {"grids": [16, 32], "methods": ["nearest", "area"], "box_grids": [8, 16], "vertices": [8, 16, 32],
+          "bins": 100}
 
 
 def default_tokenizers() -> list[str]:
@@ -60,7 +61,8 @@ def load_pairs(limit: int | None = None) -> list[tuple]:
     anns = json.loads(COCO_FILE.read_text())[:limit]
     with warnings.catch_warnings():  # pycocotools' own numpy 2 deprecation
         warnings.simplefilter("ignore", DeprecationWarning)
-        return [(mask_utils.decode(a["segmentation"]).astype(bool), _COCO_NAMES[a["category_id"]]) for a in anns]
+        return [(mask_utils.decode(a["segmentation"]).astype(bool), _COCO_NAMES[a["category_id"]])
+                for a in anns]
 
 
 def run(*, limit: int | None = None, tokenizers: list[str] | None = None, grids=None, methods=None,

@@ -210,9 +210,11 @@ def summarize(raw: dict) -> dict:
         for sname, sel in subsets:
             if not sel.any():
                 continue
-            toks = {t: {"median": float(np.median(np.array(v)[sel])), "mean": float(np.mean(np.array(v)[sel])),
-                        "p90": float(np.percentile(np.array(v)[sel], 90))}
-                    for t, v in r["tokens"].items()}
+            toks = {}
+            for t, v in r["tokens"].items():
+                v = np.array(v)[sel]
+                toks[t] = {"median": float(np.median(v)), "mean": float(v.mean()),
+                           "p90": float(np.percentile(v, 90))}
             nonempty = sel & (areas > 0)
             row["subsets"][sname] = {
                 "masks": int(sel.sum()),
@@ -323,7 +325,8 @@ def cmd_compare(args) -> int:
     check_label(args.background)
     if args.label is not None:
         check_label(args.label)
-    for opt, vals, lo in (("--grid", args.grid, 1), ("--box-grid", args.box_grid, 1), ("--vertices", args.vertices, 3)):
+    for opt, vals, lo in (("--grid", args.grid, 1), ("--box-grid", args.box_grid, 1),
+                          ("--vertices", args.vertices, 3)):
         bad = [v for v in vals if v < lo]
         if bad:
             raise CLIError(f"{opt} values must be at least {lo}, got {bad[0]}")
@@ -343,7 +346,8 @@ def cmd_compare(args) -> int:
     show = args.progress if args.progress is not None else (len(loaders) >= 200 and sys.stderr.isatty())
     bar = _Progress(len(loaders), bool(show), "compare")
     try:
-        raw = compare((load() for load in loaders), cfgs, counters, background=args.background, progress=bar.step)
+        raw = compare((load() for load in loaders), cfgs, counters, background=args.background,
+                      progress=bar.step)
     finally:
         bar.close()
     summary = summarize(raw)

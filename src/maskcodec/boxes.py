@@ -117,7 +117,8 @@ def box_pixels(box, /, size, *, bins: int = DEFAULT_BINS) -> tuple[int, int, int
     x0, y0, x1, y1 = (int(v) for v in box)
     if not (0 <= x0 <= x1 < bins and 0 <= y0 <= y1 < bins):
         raise InputError(f"box {tuple(box)!r} is not 0 <= x0 <= x1 < {bins}, 0 <= y0 <= y1 < {bins}")
-    return _bin_start(y0, h, bins), _bin_start(x0, w, bins), _bin_start(y1 + 1, h, bins), _bin_start(x1 + 1, w, bins)
+    top, left = _bin_start(y0, h, bins), _bin_start(x0, w, bins)
+    return top, left, _bin_start(y1 + 1, h, bins), _bin_start(x1 + 1, w, bins)
 
 
 def box_of(mask, /, *, bins: int = DEFAULT_BINS) -> tuple[int, int, int, int] | None:
@@ -234,7 +235,8 @@ def encode_boxes(
     return to_text(instances, format=format, envelope=envelope)
 
 
-def boxes_of(masks, labels, *, bins=DEFAULT_BINS, grid=8, method="nearest", nonempty=True, background="others"):
+def boxes_of(masks, labels, *, bins=DEFAULT_BINS, grid=8, method="nearest", nonempty=True,
+             background="others"):
     """The :class:`BoxInstance` list that :func:`encode_boxes` writes."""
     from .quantize import quantize
 
@@ -351,7 +353,8 @@ def parse_boxes(
         pos = start + len(SEG_OPEN)
         end = text.find(SEG_CLOSE, pos)
         if end < 0:
-            raise ParseError(f"no {SEG_CLOSE} after {SEG_OPEN}: the answer is cut off", text, len(text), repr(SEG_CLOSE))
+            raise ParseError(f"no {SEG_CLOSE} after {SEG_OPEN}: the answer is cut off", text, len(text),
+                             repr(SEG_CLOSE))
     else:
         pos, end = 0, len(text)
     out = []

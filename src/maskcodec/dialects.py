@@ -311,6 +311,16 @@ class _Reader:
             self.labels.append(name)
         return i
 
+    def counted(self, mark, r, c, ident, what):
+        """The count after the ``*`` at ``mark`` of a run that is not the row's last; returns (pos, c)."""
+        cols = self.cols
+        if cols - c <= 1:
+            raise self.error(f"row {r + 1} has {cols - c} cell left: write its last {what} without a count",
+                             mark, "'\\n' or ' **'")
+        pos, n = self.number(mark + 1, 1, cols - c - 1, "a count")
+        self.ids[r, c : c + n] = ident
+        return pos, c + n
+
     def repeat(self, pos, r):
         """``**k`` (the marker at ``pos``): returns (pos, k), k in 2..rows left."""
         pos = self.expect(REPEAT, pos)
@@ -335,7 +345,8 @@ class _Reader:
         pos = self.expect("\n", pos, "'\\n' (the end of the body)")
         if pos != self.end:
             raise self.error(
-                f"expected the end of the body after {self.rows} rows, found {_show(self.src, pos, self.end)}",
+                f"expected the end of the body after {self.rows} rows, "
+                f"found {_show(self.src, pos, self.end)}",
                 pos,
                 repr(SEG_CLOSE),
             )
@@ -343,7 +354,7 @@ class _Reader:
 
     # ------------------------------------------------------------------ crle
     def crle_row(self, pos, r):
-        src, cols = self.src, self.cols
+        src = self.src
         c = 0
         while True:
             m = _STOP.search(src, pos, self.end)
@@ -357,15 +368,7 @@ class _Reader:
                     self.ids[r, c:] = ident
                     pos, k = self.repeat(stop, r)
                     return pos, self.fill(r, k)
-                if cols - c <= 1:
-                    raise self.error(
-                        f"row {r + 1} has {cols - c} cell left: write its last label without a count",
-                        stop,
-                        "'\\n' or ' **'",
-                    )
-                pos, n = self.number(stop + 1, 1, cols - c - 1, "a count")
-                self.ids[r, c : c + n] = ident
-                c += n
+                pos, c = self.counted(stop, r, c, ident, "label")
                 pos = self.expect("| ", pos)
                 continue
             if stop < self.end and src[stop] in "*|":
@@ -432,20 +435,12 @@ class _Reader:
 
     # ------------------------------------------------------------------ arle
     def arle_row(self, pos, r, names):
-        src, cols = self.src, self.cols
+        src = self.src
         c = 0
         while True:
             pos, ident = self.alias_at(pos, names)
             if src.startswith("*", pos) and pos < self.end:
-                if cols - c <= 1:
-                    raise self.error(
-                        f"row {r + 1} has {cols - c} cell left: write its last alias without a count",
-                        pos,
-                        "'\\n' or ' **'",
-                    )
-                pos, n = self.number(pos + 1, 1, cols - c - 1, "a count")
-                self.ids[r, c : c + n] = ident
-                c += n
+                pos, c = self.counted(pos, r, c, ident, "alias")
                 pos = self.expect(" ", pos, "' ' and the next run")
                 continue
             self.ids[r, c:] = ident
@@ -481,7 +476,8 @@ class _Reader:
                 if ident == 0:
                     raise self.error("a span cannot be background", at, "a foreground alias")
             if nxt >= cols:
-                raise self.error(f"row {r + 1} is full: no column after {cols - 1}", pos, "the end of the row")
+                raise self.error(f"row {r + 1} is full: no column after {cols - 1}", pos,
+                                 "the end of the row")
             pos, a = self.number(pos, nxt, cols - 1, "a column")
             b = a
             if src.startswith("-", pos) and pos < self.end:
@@ -499,7 +495,8 @@ def _envelope(text: str, envelope: bool) -> tuple[int, int]:
         raise ParseError(f"no {SEG_OPEN} in the text", text, 0, repr(SEG_OPEN))
     j = text.find(SEG_CLOSE, i + len(SEG_OPEN))
     if j < 0:
-        raise ParseError(f"no {SEG_CLOSE} after {SEG_OPEN}: the answer is cut off", text, len(text), repr(SEG_CLOSE))
+        raise ParseError(f"no {SEG_CLOSE} after {SEG_OPEN}: the answer is cut off", text, len(text),
+                         repr(SEG_CLOSE))
     return i + len(SEG_OPEN), j
 
 
@@ -594,7 +591,8 @@ def convert(
 
         g = rrle_from_text(text, grid=grid, background=background, envelope=envelope)
     else:
-        g = from_text(text, source, grid=16 if grid is None else grid, background=background, envelope=envelope)
+        g = from_text(text, source, grid=16 if grid is None else grid, background=background,
+                      envelope=envelope)
     if target == "rrle":
         from .text import to_text as rrle_to_text
 
@@ -707,7 +705,8 @@ def export_grammar(
     n_fg = (len(names) - 1) if names is not None else max_labels
     branches = 1 if dialect == "crle" else n_fg + 1
     if (rows * rows + cols * cols) * branches * 6 > max_size:
-        raise InputError(f"the {form} grammar for a {rows}x{cols} {dialect} grid would exceed max_size={max_size}")
+        raise InputError(f"the {form} grammar for a {rows}x{cols} {dialect} grid would exceed "
+                         f"max_size={max_size}")
     lines: list[str] = []
 
     def rows_rules(prefix: str, row: str, empty_row: str | None = None) -> None:
@@ -736,7 +735,8 @@ def export_grammar(
 
     head_bg = "" if background == DEFAULT_BACKGROUND else f"{lit('.=' + background + chr(10))} "
     if dialect == "crle":
-        lines.append(f"{start}{define}" + (f"{lit(SEG_OPEN)} l{rows} {lit(SEG_CLOSE)}" if envelope else f"l{rows}"))
+        body = f"{lit(SEG_OPEN)} l{rows} {lit(SEG_CLOSE)}" if envelope else f"l{rows}"
+        lines.append(f"{start}{define}{body}")
         rows_rules("", f"c{cols}")
         runs_rules("", "label", " *", "| ")
         label_rule = "label"

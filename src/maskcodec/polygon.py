@@ -356,7 +356,8 @@ def to_text(polygons: Sequence, /, size, *, format: Format = "json", decimals: i
     for r in rings:
         nx = np.clip(r[:, 0] / w, 0.0, 1.0)
         ny = np.clip(r[:, 1] / h, 0.0, 1.0)
-        texts.append("[" + ", ".join(f"[{_fmt(a, decimals)}, {_fmt(b, decimals)}]" for a, b in zip(nx, ny)) + "]")
+        points = (f"[{_fmt(a, decimals)}, {_fmt(b, decimals)}]" for a, b in zip(nx, ny))
+        texts.append("[" + ", ".join(points) + "]")
     if len(texts) == 1:
         return texts[0]
     return "[" + ", ".join(texts) + "]"
@@ -388,7 +389,8 @@ def _json_rings(text: str) -> list[np.ndarray]:
         if not isinstance(ring, list) or not all(is_point(p) for p in ring):
             raise ParseError(f"ring {i + 1} is not a list of [x, y] number pairs", text, 0, "[[x, y], ...]")
         if len(ring) < 3:
-            raise ParseError(f"ring {i + 1} has {len(ring)} points; a ring needs 3", text, 0, "3 points or more")
+            raise ParseError(f"ring {i + 1} has {len(ring)} points; a ring needs 3", text, 0,
+                             "3 points or more")
         arr = np.asarray(ring, dtype=np.float64)
         if not (np.isfinite(arr).all() and (arr >= 0).all() and (arr <= 1).all()):
             raise ParseError(f"ring {i + 1} has a coordinate outside 0..1", text, 0, "numbers in 0..1")
