@@ -328,3 +328,10 @@ def test_collate_chat_masks_prompt(sp_tokenizer):
 def test_import_maskcodec_does_not_import_torch():
     code = "import sys, maskcodec; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_gpu_check_script_runs_its_comparisons_on_cpu():
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "finetune", "gpu_check.py")
+    out = subprocess.run([sys.executable, script, "--device", "cpu", "--batches", "1"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "all checks passed" in out.stdout and "FAIL" not in out.stdout

@@ -20,7 +20,7 @@ continuous coordinates (pixel ``j`` spans ``[j, j + 1)``, so its centre is
   normalize_coords=True)``: it divides by ``(w, h)`` and scales to 1024.
 * Hugging Face ``SamProcessor(images, input_points=[[points]],
   input_labels=[[labels]], input_boxes=[[box]])``: it rescales like SAM.
-  Pass the logits as ``input_masks`` to ``SamModel`` (shape ``(1, 256, 256)``).
+  Pass the logits as ``input_masks`` to ``SamModel`` with shape ``(1, 1, 256, 256)``.
 
 Mask logits are a ``(256, 256)`` float32 array in the predictor's low-resolution
 frame, which differs between the models:
