@@ -226,6 +226,18 @@ def test_progress_bar(tmp_path):
     assert quiet.getvalue() == ""
 
 
+def test_cli_formats_agree_and_parser_stays_light():
+    import subprocess
+    import sys
+
+    from maskcodec import _cli_data
+
+    assert _cli_data.FORMATS == FORMATS
+    code = "import sys, maskcodec.cli as c; c.build_parser(); print('maskcodec.datasets' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_cli_convert(tmp_path, coco, capsys):
     path, _ = coco
     out = tmp_path / "cli.jsonl"
@@ -256,8 +268,11 @@ def test_cli_convert(tmp_path, coco, capsys):
     assert rec["image"].startswith("coco/val2014/")
     rc = main(["convert", str(tmp_path / "missing.json"), "--to", "llava", "-o", str(out)])
     assert rc == 1 and "missing.json" in capsys.readouterr().err
-    rc = main(["convert", str(path), "--to", "alpaca", "-o", str(out)])
-    assert rc == 1 and "--to must be one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["convert", str(path), "--to", "alpaca", "-o", str(out)])
+    assert "invalid choice: 'alpaca'" in capsys.readouterr().err
+    assert main(["convert", str(path), "--to", "llava", "--grid", "4", "4", "4", "-o", str(out)]) == 1
+    assert "--grid takes N or ROWS COLS" in capsys.readouterr().err
 
 
 def test_workers_with_threads_running_use_spawn(tmp_path, coco):

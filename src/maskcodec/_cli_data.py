@@ -8,10 +8,10 @@ import sys
 
 def cmd_convert(args) -> int:
     from .cli import CLIError
-    from .datasets import FORMATS, check_images, convert, open_source
+    from .datasets import check_images, convert, open_source
 
-    if args.to not in FORMATS:
-        raise CLIError(f"--to must be one of {', '.join(FORMATS)}")
+    if len(args.grid) not in (1, 2):
+        raise CLIError(f"--grid takes N or ROWS COLS, got {len(args.grid)} numbers")
     on_error = "raise" if args.fatal else "skip"
     source = open_source(
         args.src,
@@ -62,6 +62,11 @@ def cmd_show(args) -> int:
     return show_cli(args)
 
 
+# maskcodec.datasets.FORMATS, repeated so that building the parser imports nothing heavy
+# (tests/test_convert.py checks that the two agree).
+FORMATS = ("llava", "sharegpt", "swift", "hf-messages")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
@@ -70,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "LLaVA, ShareGPT, ms-swift or Hugging Face chat JSONL with Text4Seg answers.",
     )
     p.add_argument("src", help="instances JSON, REFER/gRefCOCO folder, or folder of label PNGs")
-    p.add_argument("--to", required=True, help="llava | sharegpt | swift | hf-messages")
+    p.add_argument("--to", required=True, choices=FORMATS, help="record format")
     p.add_argument("-o", "--output", required=True, help="output .jsonl (written atomically)")
     p.add_argument(
         "--grid", type=int, nargs="+", metavar="N", default=[16], help="N or ROWS COLS (default 16)"
