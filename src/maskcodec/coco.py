@@ -81,11 +81,7 @@ def _int_pair(value, what: str) -> tuple[int, int]:
 
 
 def _counts_of(rle, name: str = "rle") -> tuple[int, int, np.ndarray]:
-    """Check one RLE dict and return ``(height, width, counts as int64)``."""
-    if not isinstance(rle, Mapping):
-        raise TypeError(
-            f"{name} must be a COCO RLE dict {{'size': [h, w], 'counts': ...}}, got {type(rle).__name__}"
-        )
+    """Check one RLE dict (a Mapping) and return ``(height, width, counts as int64)``."""
     missing = [k for k in ("size", "counts") if k not in rle]
     if missing:
         raise InputError(
@@ -166,8 +162,6 @@ def _polygons(polys, size, name: str) -> tuple[int, int, np.ndarray]:
         if not np.isfinite(arr).all():
             raise InputError(f"{name}[{i}] has a non-finite coordinate")
         flat.append(arr)
-    if not flat:
-        return h, w, np.array([h * w], dtype=np.int64)
     # pycocotools.mask.frPyObjects would read a 4-number polygon as a box: call its
     # polygon rasteriser directly so every polygon is a polygon.
     from pycocotools import _mask
