@@ -71,43 +71,58 @@ _SECOND = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x
 
 
 class _Trie:
-    """A vocabulary as a sorted list of byte strings: node = (lo, hi, depth)."""
+    """A vocabulary as a trie over token bytes, flattened into lists.
+
+    Node 0 is the root; ``kids[n]`` lists ``(byte, child)``; the tokens whose
+    bytes end at node ``n`` are ``ids[here_lo[n]:here_hi[n]]`` (tokens are
+    sorted by bytes, so each node's tokens are contiguous).
+    """
 
     def __init__(self, vocab: Vocab):
         items = sorted((p, i) for i, p in enumerate(vocab.pieces) if p)
         self.toks = [p for p, _ in items]
         self.ids = np.array([i for _, i in items], dtype=np.int64)
-        self.root = (0, len(self.toks), 0)
+        self.root = 0
         self.size = vocab.size
         self.max_len = max((len(p) for p in self.toks), default=0)
-        self._kids: dict[tuple[int, int, int], list] = {}
+        kids: list[list[tuple[int, int]]] = [[]]
+        here_lo, here_hi = [0], [0]
+        stack = [0]
+        prev = b""
+        for idx, t in enumerate(self.toks):
+            c, m = 0, min(len(t), len(prev))
+            while c < m and t[c] == prev[c]:
+                c += 1
+            del stack[c + 1:]
+            for d in range(c, len(t)):
+                n = len(kids)
+                kids.append([])
+                here_lo.append(idx)
+                here_hi.append(idx)
+                kids[stack[d]].append((t[d], n))
+                stack.append(n)
+            here_hi[stack[len(t)]] = idx + 1
+            prev = t
+        self.kids = kids
+        self.here_lo = here_lo
+        self.here_hi = here_hi
 
     def here(self, node):
-        """Index range of the tokens that end exactly at ``node``."""
-        lo, hi, d = node
-        toks = self.toks
-        k = lo
-        while k < hi and len(toks[k]) == d:
-            k += 1
-        return lo, k
+        """Index range (into ``toks``/``ids``) of the tokens that end exactly at ``node``."""
+        return self.here_lo[node], self.here_hi[node]
 
     def children(self, node):
-        kids = self._kids.get(node)
-        if kids is not None:
-            return kids
-        lo, hi, d = node
-        toks = self.toks
-        i = self.here(node)[1]
-        kids = []
-        while i < hi:
-            t = toks[i]
-            b = t[d]
-            j = hi if b == 255 else bisect.bisect_left(toks, t[:d] + bytes([b + 1]), i, hi)
-            kids.append((b, (i, j, d + 1)))
-            i = j
-        if len(self._kids) < 200_000:
-            self._kids[node] = kids
-        return kids
+        return self.kids[node]
+
+    def ranges_to_ids(self, los, his):
+        """Token ids of the index ranges ``[lo, hi)``, concatenated."""
+        if not los:
+            return np.empty(0, dtype=np.int64)
+        lo = np.asarray(los, dtype=np.int64)
+        counts = np.asarray(his, dtype=np.int64) - lo
+        total = int(counts.sum())
+        offsets = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+        return self.ids[offsets + np.arange(total)]
 
     def longest_prefix(self, data: bytes) -> tuple[int, int]:
         """(token id, length) of the longest token that is a prefix of ``data``; (-1, 0) if none."""
@@ -196,6 +211,7 @@ class TokenAutomaton:
         # A token spans at most this many row ends, so more rows left than that look alike.
         self.row_clip = 2 + max((t.count(b"\n") for t in self.trie.toks if b"\n\n" not in t), default=0)
         self._label_memo: dict = {}
+        self._move_memo: dict = {}
         self._mask_cache: OrderedDict = OrderedDict()
         self._dense_cache: OrderedDict = OrderedDict()
         self._check_vocab()
@@ -452,7 +468,7 @@ class TokenAutomaton:
     def _walk(self, node, s, out):
         trie = self.trie
         lo, k = trie.here(node)
-        if k > lo and node[2] > 0:
+        if k > lo:
             out.append(trie.ids[lo:k])
         for b, child in trie.children(node):
             s2 = self.step(s, b)
@@ -494,31 +510,41 @@ class TokenAutomaton:
         if hit is not None:
             return hit
         trie = self.trie
-        ids: list[np.ndarray] = []
-        needs: list[np.ndarray] = []
+        kids, here_lo, here_hi = trie.kids, trie.here_lo, trie.here_hi
+        los: list[int] = []
+        his: list[int] = []
+        needs: list[int] = []
         exits: list = []
-        # Depth-first, iteratively: (node, label state, label bytes used, bytes before a pending space)
+        move = self._label_move
+        memo = self._move_memo
+        lab_cost = self._lab_cost
+        any_label = self.names is None
+        # Depth-first, iteratively: (node, label state, label bytes used in this token)
         stack = [(node, lp, 0)]
         while stack:
             nd, cur, used = stack.pop()
-            lo, k = trie.here(nd)
+            lo, k = here_lo[nd], here_hi[nd]
             if k > lo:  # (the root holds no token: there are no empty ones)
                 lab, pend, _, partial = cur
-                need = used + self._lab_cost(lab, partial) if (lab >= 0 and self.names is None) else used
+                need = used + lab_cost(lab, partial) if (lab >= 0 and any_label) else used
                 if pend >= 0:
                     need = min(need, used - 1) if lab >= 0 else used - 1
-                ids.append(trie.ids[lo:k])
-                needs.append(np.full(k - lo, need, dtype=np.int64))
-            for b, child in trie.children(nd):
-                mv = self._label_move(cur, b)
+                los.append(lo)
+                his.append(k)
+                needs.append(need)
+            for b, child in kids[nd]:
+                mk = (cur, b)
+                mv = memo.get(mk, 0)
+                if mv == 0:
+                    mv = memo[mk] = move(cur, b)
                 if mv is None:
                     continue
                 if mv[0] == "exit":
                     exits.append((child, b, mv[1], used - 1 if not self.full else used))
                 else:
                     stack.append((child, mv[1], used + 1))
-        pure_ids = np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
-        pure_need = np.concatenate(needs) if needs else np.empty(0, dtype=np.int64)
+        pure_ids = trie.ranges_to_ids(los, his)
+        pure_need = np.repeat(np.asarray(needs, dtype=np.int64), np.asarray(his, dtype=np.int64) - np.asarray(los, dtype=np.int64)) if los else np.empty(0, dtype=np.int64)
         result = (pure_ids, pure_need, exits)
         self._label_memo[key] = result
         return result
