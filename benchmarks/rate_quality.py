@@ -3,14 +3,15 @@
 Run from the repository root::
 
     .venv/bin/python benchmarks/rate_quality.py            # writes the two results files below
-    .venv/bin/python benchmarks/rate_quality.py --plot benchmarks/rate_quality.png
+    .venv/bin/python benchmarks/rate_quality.py --plot docs/rate_quality.png
 
 It measures every configuration of ``maskcodec compare`` (R-RLE, I-RLE, full
-descriptors and the three compact dialects at 16x16 and 32x32, box-wise
-descriptors with 8x8 and 16x16 inner grids and three body formats, polygons
-with 8, 16 and 32 vertices as JSON and as loc tokens) on the 734 COCO val2014
-instance masks of ``tests/data``, labelled with their category names, and
-counts tokens with the two real tokenizers of the ``mistral-common`` wheel
+descriptors and the three compact dialects at 16x16, 32x32 and 64x64 with the
+nearest and area quantizers; box-wise descriptors with 8x8 and 16x16 inner
+grids and three body formats; polygons with 8, 16 and 32 vertices as JSON and
+as loc tokens) on the 734 COCO val2014 instance masks of ``tests/data``,
+labelled with their category names, and counts tokens with the two real
+tokenizers of the ``mistral-common`` wheel
 (SentencePiece ``tokenizer.model.v1`` and tekken ``tekken_240911.json``).
 
 Results go to ``benchmarks/rate_quality_results.json`` (every number) and
@@ -37,8 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 COCO_FILE = ROOT / "tests" / "data" / "coco_val2014_segm100.json"
 OUT_JSON = ROOT / "benchmarks" / "rate_quality_results.json"
 OUT_MD = ROOT / "benchmarks" / "rate_quality_results.md"
+BUDGETS = (25, 50, 100, 200, 400)
 
-CONFIG = {"grids": [16, 32], "methods": ["nearest", "area"], "box_grids": [8, 16], "vertices": [8, 16, 32],
+CONFIG = {"grids": [16, 32, 64], "methods": ["nearest", "area"], "box_grids": [8, 16], "vertices": [8, 16, 32],
           "bins": 100}
 
 
@@ -105,7 +107,11 @@ def render_markdown(doc: dict) -> str:
         "",
         "",
     ]
-    return "\n".join(head) + C.markdown(doc["summary"], doc["tokenizers"])
+    budgets = ["", "## At equal token budgets", "",
+               "The best oracle cIoU each codec family reaches with a mean answer length (first tokenizer) "
+               "within the budget; cells read `cIoU (configuration, mean tokens)`.", "",
+               C.budget_table(doc["summary"], doc["tokenizers"][0], BUDGETS)]
+    return "\n".join(head) + C.markdown(doc["summary"], doc["tokenizers"]) + "\n".join(budgets)
 
 
 def main(argv=None) -> int:

@@ -131,6 +131,10 @@ def test_command_line_png_and_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "tokens ROUGHLY estimated" in out and "| polygon-json 4v |" in out.replace("**", "")
     assert "label 'box' for every mask" in out
+    assert main(["compare", str(png), "--codec", "rrle", "spans", "--grid", "8", "--budget", "10", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "#### best cIoU within a budget: all" in out and "| 10 | - |" in out
+    assert "| 1000 | 0.889 (rrle 8x8 nearest, 79) | 0.889 (spans 8x8 nearest, 23) |" in out
     assert main(["compare", str(png), "--grid", "0"]) == 1
     assert "--grid values must be at least 1, got 0" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "missing.png")]) == 1
@@ -146,3 +150,15 @@ def test_benchmark_script_smoke(tmp_path):
     assert doc["masks"] == 3 and "rrle 8x8 nearest" in doc["summary"]
     md = mod.render_markdown(doc)
     assert md.startswith("# Rate and quality") and "| rrle 8x8 nearest |" in md.replace("**", "")
+
+
+def test_budget_table():
+    s = C.summarize(_raw(
+        a=_cfg([10] * 4, [1, 1, 1, 1], [2, 2, 2, 2], [False] * 4, family="rrle"),
+        b=_cfg([30] * 4, [2, 2, 2, 2], [2, 2, 2, 2], [False] * 4, family="rrle"),
+        c=_cfg([20] * 4, [3, 3, 3, 3], [4, 4, 4, 4], [False] * 4, family="polygon"),
+    ))
+    table = C.budget_table(s, "t", [5, 20, 40], subsets=("all",))
+    assert "| 5 | - | - |" in table
+    assert "| 20 | 0.500 (a, 10) | 0.750 (c, 20) |" in table
+    assert "| 40 | 1.000 (b, 30) | 0.750 (c, 20) |" in table

@@ -239,6 +239,38 @@ def pareto(summary: dict, tokenizer: str, subset: str = "all") -> list[str]:
     return front
 
 
+def budget_table(summary: dict, tokenizer: str, budgets: Sequence[float],
+                 subsets=("all", "small", "medium", "large")) -> str:
+    """Markdown: per token budget and subset, the best cIoU each codec family reaches within it.
+
+    A configuration fits a budget when its mean token count on the subset is
+    at most the budget.  Cells read ``cIoU (configuration, mean tokens)``.
+    """
+    families = list(dict.fromkeys(r["family"] for r in summary.values()))
+    lines = []
+    for sub in subsets:
+        if not any(sub in r["subsets"] for r in summary.values()):
+            continue
+        lines += [f"#### best cIoU within a budget: {sub}", "",
+                  "| mean tokens <= | " + " | ".join(families) + " |",
+                  "|---:|" + "---|" * len(families)]
+        for b in budgets:
+            cells = []
+            for fam in families:
+                fits = [(r["subsets"][sub]["ciou"], -r["subsets"][sub]["tokens"][tokenizer]["mean"], name)
+                        for name, r in summary.items()
+                        if r["family"] == fam and sub in r["subsets"]
+                        and r["subsets"][sub]["tokens"][tokenizer]["mean"] <= b]
+                if fits:
+                    ciou, neg, name = max(fits)
+                    cells.append(f"{ciou:.3f} ({name}, {-neg:.0f})")
+                else:
+                    cells.append("-")
+            lines.append(f"| {b:g} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def markdown(summary: dict, tokenizers: Sequence[str], *, subsets=("all", "small", "medium", "large")) -> str:
     """The summary as markdown tables: one per subset, one row per configuration."""
     lines = []
@@ -362,6 +394,8 @@ def cmd_compare(args) -> int:
     print()
     subsets = ("all", "small", "medium", "large") if args.by_size else ("all",)
     print(markdown(summary, names, subsets=subsets))
+    if args.budget:
+        print(budget_table(summary, names[0], args.budget, subsets=subsets))
     if args.json:
         options = {k: v for k, v in vars(args).items() if k not in ("func", "json", "plot", "progress")}
         doc = {"options": options, "masks": raw["masks"],
@@ -403,6 +437,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="foreground label of every mask (default: COCO category names, else 'object')")
     p.add_argument("--background", default="others", help="background label (default: others)")
     p.add_argument("--by-size", action="store_true", help="also tables for small / medium / large objects")
+    p.add_argument("--budget", type=float, nargs="+", metavar="TOKENS",
+                   help="also tabulate, per budget, the best cIoU of each codec family whose mean "
+                        "token count (first tokenizer) fits it")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N masks")
     p.add_argument("--json", metavar="OUT.json", help="write the summary as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="Pareto plot of mean tokens vs cIoU (needs matplotlib)")
