@@ -174,3 +174,61 @@ def test_refine_does_not_import_torch():
 
     code = "import sys, maskcodec.refine; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _sam_image_processor():
+    transformers = pytest.importorskip("transformers")
+    cls = getattr(transformers, "SamImageProcessorPil", None) or transformers.SamImageProcessor
+    return cls()
+
+
+@pytest.mark.parametrize("size", [(300, 600), (600, 300), (427, 640), (97, 1000)])
+def test_hf_sam_processor_agrees_with_our_geometry(size):
+    """Hugging Face's own SAM preprocessing puts our points where to_sam_frame says, at the resized size."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from PIL import Image
+
+    proc = transformers.SamProcessor(image_processor=_sam_image_processor())
+    h, w = size
+    g = np.zeros((8, 8), dtype=bool)
+    g[2:6, 1:4] = True
+    p = refine.sam_prompts(g, size, positive=2, negative=2)
+    enc = proc(Image.new("RGB", (w, h)), input_points=[[p.point_coords.tolist()]],
+               input_labels=[[p.point_labels.tolist()]], input_boxes=[[p.box.tolist()]], return_tensors="pt")
+    assert tuple(enc["reshaped_input_sizes"][0].tolist()) == refine.sam_input_size(size)
+    assert tuple(enc["pixel_values"].shape[-2:]) == (1024, 1024)
+    np.testing.assert_allclose(enc["input_points"][0, 0].numpy(), refine.to_sam_frame(p.point_coords, size), rtol=1e-5)
+    box = enc["input_boxes"][0, 0].numpy().reshape(2, 2)
+    np.testing.assert_allclose(box, refine.to_sam_frame(p.box.reshape(2, 2), size), rtol=1e-5)
+    # Every positive point lands on a positive mask logit in the 256 frame.
+    for (x, y), lab in zip(enc["input_points"][0, 0].numpy() / 4, p.point_labels):
+        assert (p.mask_logits[int(y), int(x)] > 0) == bool(lab)
+
+
+def test_prompts_drive_a_tiny_hf_sam_model():
+    """Shapes and dtypes are what transformers' SamModel accepts (random weights, no download)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from PIL import Image
+
+    t = transformers
+    cfg = t.SamConfig(
+        vision_config=t.SamVisionConfig(hidden_size=32, output_channels=32, num_hidden_layers=1, num_attention_heads=2,
+                                        mlp_dim=64, global_attn_indexes=[0], window_size=4, num_pos_feats=16),
+        prompt_encoder_config=t.SamPromptEncoderConfig(hidden_size=32, mask_input_channels=4),
+        mask_decoder_config=t.SamMaskDecoderConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                   mlp_dim=64, iou_head_hidden_dim=32),
+    )
+    torch.manual_seed(0)
+    model = t.SamModel(cfg).eval()
+    proc = t.SamProcessor(image_processor=_sam_image_processor())
+    image = Image.new("RGB", (60, 30))
+    p = refine.sam_prompts(mc.LabelGrid([[0, 1], [1, 1]], ("others", "x")), (30, 60))
+    inputs = proc(image, input_points=[[p.point_coords.tolist()]], input_labels=[[p.point_labels.tolist()]],
+                  input_boxes=[[p.box.tolist()]], return_tensors="pt")
+    inputs["input_masks"] = torch.from_numpy(p.mask_logits)[None, None]
+    with torch.no_grad():
+        out = model(**inputs, multimask_output=False)
+    masks = proc.image_processor.post_process_masks(out.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"])
+    assert tuple(masks[0].shape[-2:]) == (30, 60)
