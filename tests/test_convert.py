@@ -391,3 +391,22 @@ def test_cli_check_images(tmp_path, coco, capsys):
         == 1
     )
     assert "image file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["rrle", "irle", "full"])
+def test_summary_token_count_equals_tokens_estimate(coco, fmt):
+    """The text-based count of the summary equals maskcodec.tokens.estimate_tokens of the grid."""
+    from maskcodec.datasets import ConvertOptions
+    from maskcodec.datasets.pipeline import _token_counter, encode_target
+    from maskcodec.tokens import estimate_tokens
+
+    path, _ = coco
+    _, count = _token_counter(fmt)
+    for grid in (7, 16, (12, 30)):
+        opts = ConvertOptions(grid=grid, format=fmt)
+        for s in read_coco(path):
+            g, _ = encode_target(s, opts)
+            assert count(mc.to_text(g, format=fmt)) == estimate_tokens(g, format=fmt)
+    ids = np.array([[0, 1, 2, 2], [3, 3, 0, 1]])
+    g = mc.LabelGrid(ids, ["others", "person 1", "person 12", "fire hydrant"])  # digits inside labels
+    assert count(mc.to_text(g, format=fmt)) == estimate_tokens(g, format=fmt)

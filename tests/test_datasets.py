@@ -22,7 +22,7 @@ from maskcodec.datasets import (
     read_refer,
     read_semantic,
 )
-from maskcodec.datasets.convert import encode_target
+from maskcodec.datasets.pipeline import encode_target
 
 
 @pytest.fixture(scope="module")

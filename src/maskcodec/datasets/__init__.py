@@ -13,7 +13,7 @@ Scale-out helpers for Hugging Face ``datasets`` and Ray Data live in
 """
 
 from ._sample import ArrayTarget, CocoTarget, DatasetError, PngTarget, Problem, Sample
-from .convert import ConvertOptions, ConvertSummary, convert, convert_sample, count_pieces
+from .pipeline import ConvertOptions, ConvertSummary, convert, convert_sample, count_pieces
 from .readers import (
     Source,
     check_images,

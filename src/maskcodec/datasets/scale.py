@@ -29,7 +29,7 @@ import numpy as np
 
 from .._errors import MaskcodecError
 from ._sample import ArrayTarget, CocoTarget, Sample
-from .convert import ConvertOptions, _record, _token_counter
+from .pipeline import ConvertOptions, _record, _token_counter
 
 __all__ = ["BatchConverter", "hf_convert", "ray_convert"]
 
@@ -105,7 +105,7 @@ class BatchConverter:
             key = str(row[self.id]) if self.id in row else str(i)
             try:
                 s = self.sample(row)
-                rec, g = _record(s, self.options)
+                rec, seg = _record(s, self.options)
             except (MaskcodecError, TypeError, ValueError, KeyError) as exc:
                 out["id"].append(key)
                 out["record"].append("")
@@ -114,7 +114,7 @@ class BatchConverter:
                 continue
             out["id"].append(s.id)
             out["record"].append(json.dumps(rec, ensure_ascii=False))
-            out["tokens"].append(int(count("", g)))
+            out["tokens"].append(int(count(seg)))
             out["error"].append("")
         return out
 
