@@ -450,8 +450,16 @@ def from_text(text: str, /, size, *, format: Format = "json") -> list[np.ndarray
 
 
 def encode_polygons(mask, /, *, format: Format = "json", max_vertices: int | None = 32, decimals: int = 3,
-                    holes: bool = True, connectivity: int = 8) -> str:
-    """Mask to polygon text within ``max_vertices`` (see :func:`mask_to_polygons`).
+                    holes: bool = True, connectivity: int = 8, max_tokens: int | None = None,
+                    count_tokens=None) -> str:
+    """Mask to polygon text within ``max_vertices`` (see :func:`mask_to_polygons`) or ``max_tokens``.
+
+    With ``max_tokens``, ``count_tokens(text) -> int`` (for example
+    ``lambda s: maskcodec.tokens.count_tokens(s, tokenizer)``, or ``len`` for
+    characters) measures each candidate, and the answer is the text of the
+    largest vertex budget (at most ``max_vertices`` when given) whose text fits,
+    found by bisection; when not even one triangle fits, the empty answer
+    (``"[]"`` or ``""``), which loses the mask.
 
     Examples
     --------
@@ -461,10 +469,42 @@ def encode_polygons(mask, /, *, format: Format = "json", max_vertices: int | Non
     '[[0.2, 0.1], [0.4, 0.1], [0.4, 0.6], [0.2, 0.6]]'
     >>> bool((decode_polygons(text, m.shape) == m).all())
     True
+    >>> m[30:40, 40:80] = True  # an arm: 8 vertices exactly, 5 within 60 characters
+    >>> encode_polygons(m, max_tokens=60, count_tokens=len)
+    '[[0.2, 0.1], [0.8, 0.4], [0.4, 0.4], [0.4, 0.6], [0.2, 0.6]]'
+    >>> encode_polygons(m, max_tokens=30, count_tokens=len)  # not even a triangle fits
+    '[]'
     """
     m = as_mask(mask)
-    rings = mask_to_polygons(m, max_vertices=max_vertices, holes=holes, connectivity=connectivity)
-    return to_text(rings, m.shape, format=format, decimals=decimals)
+    if max_tokens is None:
+        rings = mask_to_polygons(m, max_vertices=max_vertices, holes=holes, connectivity=connectivity)
+        return to_text(rings, m.shape, format=format, decimals=decimals)
+    if not callable(count_tokens):
+        raise TypeError("max_tokens needs count_tokens, a callable text -> number of tokens")
+    traced = trace(m, connectivity=connectivity)
+    if not holes:
+        traced = [r for r in traced if _signed_area(r) > 0]
+    hi = sum(len(r) for r in traced)
+    if max_vertices is not None:
+        hi = min(hi, max_vertices)
+
+    def text_for(budget: int) -> str:
+        rings = mask_to_polygons(m, max_vertices=budget, holes=holes, connectivity=connectivity)
+        return to_text(rings, m.shape, format=format, decimals=decimals)
+
+    best = text_for(hi) if hi >= 3 else to_text([], m.shape, format=format)
+    if count_tokens(best) <= max_tokens:  # the whole budget fits: nothing to search
+        return best
+    best = to_text([], m.shape, format=format)
+    lo = 3
+    while lo <= hi:  # token counts grow with the budget, nearly monotonically: bisect
+        mid = (lo + hi) // 2
+        text = text_for(mid)
+        if count_tokens(text) <= max_tokens:
+            best, lo = text, mid + 1
+        else:
+            hi = mid - 1
+    return best
 
 
 def decode_polygons(text: str, /, size, *, format: Format = "json") -> np.ndarray:
