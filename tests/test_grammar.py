@@ -1,0 +1,196 @@
+"""Exported grammars accept exactly what the strict parser accepts.
+
+Each form runs in a real engine: GBNF in xgrammar, Lark in lark's Earley
+parser, the regex in Python's ``re``.  Ground truth is
+``maskcodec.parse(mode="strict")`` over the whole text.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import maskcodec as mc
+from maskcodec import grammar
+from maskcodec.grammar import export_grammar
+from strategies import any_strings, examples, label_grids, mutated
+
+lark = pytest.importorskip("lark")
+xgr = pytest.importorskip("xgrammar")
+from xgrammar.testing import _is_grammar_accept_string  # noqa: E402
+
+FORMATS = ["rrle", "irle", "full"]
+
+
+def strict_accepts(text, *, fmt, grid, labels, envelope, canonical=False, background="others") -> bool:
+    """The ground truth: the strict parser reads the whole text (and runs differ if canonical)."""
+    try:
+        res = mc.parse(text, grid=grid, format=fmt, labels=labels, envelope=envelope, background=background)
+    except mc.MaskcodecError:
+        return False
+    if (res.start, res.end) != (0, len(text)):
+        return False
+    if canonical and fmt != "full":
+        return all(a != b for row in _runs(text, fmt) for a, b in zip(row, row[1:]))
+    return True
+
+
+def _runs(text, fmt):
+    """The run labels of a well-formed R-RLE/I-RLE text, per row (per body for I-RLE)."""
+    body = text[len("<seg>") : -len("</seg>")] if text.startswith("<seg>") else text
+    rows = body[:-1].split("\n ") if fmt == "rrle" else [body[:-1]]
+    return [[run.rsplit(" *", 1)[0] for run in row.split("| ")] for row in rows]
+
+
+@functools.lru_cache(maxsize=256)
+def engines(fmt, grid, labels, envelope, canonical):
+    kw = dict(format=fmt, grid=grid, labels=labels, envelope=envelope, canonical=canonical)
+    xg = xgr.Grammar.from_ebnf(export_grammar(form="gbnf", **kw))
+    lk = lark.Lark(export_grammar(form="lark", **kw), parser="earley", lexer="dynamic")
+    try:
+        rx = re.compile(export_grammar(form="regex", **kw))
+    except mc.InputError:
+        rx = None
+    return xg, lk, rx
+
+
+def engine_verdicts(text, fmt, grid, labels, envelope, canonical=False):
+    xg, lk, rx = engines(fmt, grid, labels, envelope, canonical)
+    out = {"gbnf": _is_grammar_accept_string(xg, text)}
+    try:
+        lk.parse(text)
+        out["lark"] = True
+    except lark.exceptions.LarkError:
+        out["lark"] = False
+    if rx is not None:
+        out["regex"] = rx.fullmatch(text) is not None
+    return out
+
+
+def check(text, fmt, grid, labels, envelope, canonical=False):
+    want = strict_accepts(text, fmt=fmt, grid=grid, labels=labels, envelope=envelope, canonical=canonical)
+    got = engine_verdicts(text, fmt, grid, labels, envelope, canonical)
+    assert all(v == want for v in got.values()), (text, want, got)
+    return want
+
+
+# ============================================================================ the label language
+
+
+@given(s=any_strings)
+@settings(max_examples=examples(2000))
+@example("a <seg> b")
+@example("a </seg")
+@example("<</seg>")
+@example("x\u3000")
+@example("\u00a0x")
+@example("<se<seg")
+@example("a\u200bb")
+def test_label_automaton_is_exactly_is_safe_label(s):
+    st_ = grammar.START
+    for ch in s:
+        st_ = grammar.label_step(st_, ch)
+    assert (st_ >= 0 and grammar.label_accepts(st_)) == mc.is_safe_label(s)
+    assert (re.fullmatch(grammar._label_regex(), s) is not None) == mc.is_safe_label(s)
+
+
+# ============================================================================ valid and mutated answers
+
+
+@given(g=label_grids(max_rows=4, max_cols=5, max_labels=3, background="others"),
+       fmt=st.sampled_from(FORMATS), envelope=st.booleans(), fixed=st.booleans(), data=st.data())
+@settings(max_examples=examples(150))
+def test_grammars_agree_with_strict_parser(g, fmt, envelope, fixed, data):
+    labels = tuple(g.labels[1:]) if fixed else None
+    text = mc.to_text(g, format=fmt, envelope=envelope)
+    assert check(text, fmt, g.shape, labels, envelope)
+    bad = data.draw(mutated(text))
+    check(bad, fmt, g.shape, labels, envelope)
+
+
+@given(g=label_grids(max_rows=3, max_cols=4, max_labels=3, background="others"),
+       fmt=st.sampled_from(["rrle", "irle"]), data=st.data())
+@settings(max_examples=examples(80))
+def test_canonical_grammars(g, fmt, data):
+    labels = tuple(dict.fromkeys(g.labels[1:] + ("cat",)))
+    labels = tuple(x for x in labels if x != "others")
+    canon = mc.to_text(g, format=fmt)  # the writer merges equal neighbours: canonical
+    assert check(canon, fmt, g.shape, labels, True, canonical=True)
+    # Split one run in two: the same grid, no longer canonical.
+    m = re.search(r"(?:^<seg>|\| |\n )([^|*\n]+) \*([2-9])(?=[|\n])", canon)
+    if m:
+        name, n = m.group(1), int(m.group(2))
+        split = canon[: m.start(2)] + f"1| {name} *{n - 1}" + canon[m.end(2) :]
+        assert mc.parse(split, grid=g.shape, format=fmt).grid == g
+        assert not check(split, fmt, g.shape, labels, True, canonical=True)
+    check(data.draw(mutated(canon)), fmt, g.shape, labels, True, canonical=True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<seg>others *2\n others *2\n</seg>",
+        "<seg>others *1| dog *1\n others *2\n</seg>",
+        "<seg>others *1| dog *1\n others *2\n</seg> ",
+        "<seg>others *02\n others *2\n</seg>",
+        "<seg>others *1|dog *1\n others *2\n</seg>",
+        "<seg>others *2\nothers *2\n</seg>",
+        "<seg>others *2\n others *2</seg>",
+        "<seg>others *3\n others *1\n</seg>",
+        "<seg>others  *2\n others *2\n</seg>",
+        "<seg> others *2\n others *2\n</seg>",
+        "<seg>a <seg> *2\n others *2\n</seg>",
+        "<seg>a </se *2\n others *2\n</seg>",
+        "<seg>x\ty *2\n others *2\n</seg>",
+        "<seg>x\u3000 *2\n others *2\n</seg>",
+        "<seg>\u732b *2\n others *2\n</seg>",
+        "<seg>others *2\n others *2\n others *2\n</seg>",
+    ],
+)
+def test_hand_written_cases(text):
+    for labels in (None, ("dog",)):
+        check(text, "rrle", (2, 2), labels, True)
+
+
+def test_sixteen_by_sixteen_any_label_in_xgrammar():
+    g = mc.LabelGrid([[0] * 5 + [1] * 6 + [0] * 5] * 16, ["others", "white horse"])
+    text = mc.to_text(g)
+    xg = xgr.Grammar.from_ebnf(export_grammar(grid=16))
+    assert _is_grammar_accept_string(xg, text)
+    assert not _is_grammar_accept_string(xg, text.replace("*6", "*7", 1))
+    # 16 columns: 136 count alternatives, as the module docstring says.
+    assert export_grammar(grid=16, labels=["x"]).count('"| " r') == 120  # + 16 ending alternatives
+
+
+# ============================================================================ options and errors
+
+
+def test_regex_refuses_to_explode():
+    with pytest.raises(mc.InputError, match="max_size"):
+        export_grammar(grid=16, form="regex")
+    assert len(export_grammar(grid=(4, 6), labels=["dog"], form="regex")) < 20_000
+
+
+def test_option_errors():
+    with pytest.raises(mc.InputError, match="canonical"):
+        export_grammar(canonical=True)
+    with pytest.raises(mc.InputError, match="format"):
+        export_grammar(format="rle")
+    with pytest.raises(mc.InputError, match="form"):
+        export_grammar(form="ebnf")
+    with pytest.raises(mc.LabelError):
+        export_grammar(labels=["a|b"])
+    with pytest.raises(TypeError):
+        export_grammar(labels="dog")
+    with pytest.raises(mc.InputError, match="max_size"):
+        export_grammar(format="irle", grid=64)
+
+
+def test_full_format_uses_repetition():
+    text = export_grammar(format="full", grid=(24, 24), labels=["cat"])
+    assert '("| " label){575}' in text
+    assert '("| " label)~575' in export_grammar(format="full", grid=(24, 24), labels=["cat"], form="lark")
