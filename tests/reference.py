@@ -136,7 +136,7 @@ def text4seg_encode(mask: np.ndarray, label: str, rows: int, cols: int) -> str:
 
 
 def text4seg_decode(
-    text: str, rows: int, cols: int, fmt: str = "rrle", background: str = BACKGROUND, classes=None
+    text: str, rows: int, cols: int, fmt: str = "rrle", background: str = BACKGROUND, classes=None, cap=None
 ):
     """The Text4Seg evaluation decoder, line for line, as plain Python.
 
@@ -148,7 +148,9 @@ def text4seg_decode(
     Returns ``(ids, names)``: ``ids`` a ``rows x cols`` list of lists and
     ``names`` the label of each id (None when decoding failed and the result
     is all background).  It expands every count, so only feed it counts that
-    fit in memory.
+    fit in memory, or pass ``cap=rows*cols``: a run of at least that many cells
+    already covers every cell that survives the cut, and keeps its label's place
+    in the order of first appearance, so capping changes nothing.
     """
     want = rows * cols
     try:
@@ -162,7 +164,8 @@ def text4seg_decode(
             for line in lines:
                 for token in line.split("| "):
                     label, count = token.split(" *")
-                    cells.extend([label] * int(count))
+                    n = int(count)
+                    cells.extend([label] * (n if cap is None else min(n, cap)))
         sequence = [s.strip() for s in "|".join(cells).split("|")]
         if classes is not None:
             unique = list(classes)
