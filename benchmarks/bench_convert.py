@@ -36,19 +36,27 @@ def make_samples(n: int) -> list[Sample]:
     return out
 
 
-def run(samples, workers: int, to: str, grid: int, chunk: int) -> tuple[float, int, str]:
+def _cpu() -> float:
+    t = os.times()  # children: worker processes, counted once they are joined
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def run(samples, workers: int, to: str, grid: int, chunk: int) -> tuple[float, int, str, float]:
+    """(wall seconds, output bytes, output digest, CPU seconds of this process and its workers)."""
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "out.jsonl")
+        c0 = _cpu()
         t0 = time.perf_counter()
         summary = convert(
             samples, out, to=to, grid=grid, workers=workers, chunk_size=chunk, stream=io.StringIO()
         )
         dt = time.perf_counter() - t0
+        cpu = _cpu() - c0
         size = os.path.getsize(out)
         with open(out, "rb") as fh:
             digest = __import__("hashlib").sha256(fh.read()).hexdigest()[:12]
     assert summary.samples == len(samples)
-    return dt, size, digest
+    return dt, size, digest, cpu
 
 
 def main() -> None:
@@ -71,15 +79,17 @@ def main() -> None:
     base = None
     digests = set()
     for w in args.workers:
-        dt, size, digest = run(samples, w, args.to, args.grid, args.chunk_size)
+        dt, size, digest, cpu = run(samples, w, args.to, args.grid, args.chunk_size)
         digests.add(digest)
         rate = len(samples) / dt
         base = base or rate
         print(
             f"workers={w}: {dt:7.2f} s  {rate:9.0f} masks/s  x{rate / base:.2f}  "
+            f"CPU {cpu:6.2f} s ({1e6 * cpu / len(samples):.0f} us/mask)  "
             f"({size / 1e6:.1f} MB, sha256 {digest})"
         )
     print("outputs identical across worker counts:", len(digests) == 1)
+    print(f"load average now: {os.getloadavg()[0]:.1f} (wall-clock speed-ups need an idle machine)")
 
 
 if __name__ == "__main__":
