@@ -410,3 +410,21 @@ def test_summary_token_count_equals_tokens_estimate(coco, fmt):
     ids = np.array([[0, 1, 2, 2], [3, 3, 0, 1]])
     g = mc.LabelGrid(ids, ["others", "person 1", "person 12", "fire hydrant"])  # digits inside labels
     assert count(mc.to_text(g, format=fmt)) == estimate_tokens(g, format=fmt)
+
+
+def test_interrupt_and_resume_with_workers(tmp_path, coco):
+    path, _ = coco
+    src = read_coco(path)
+    whole = tmp_path / "whole.jsonl"
+    convert(src, whole, chunk_size=50, stream=io.StringIO())
+    out = tmp_path / "w.jsonl"
+
+    def stop_after(done):
+        if done >= 100:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        convert(src, out, chunk_size=50, workers=2, _after_chunk=stop_after, stream=io.StringIO())
+    assert not out.exists()
+    summary = convert(src, out, chunk_size=50, workers=2, resume=True, stream=io.StringIO())
+    assert summary.resumed_from == 100 and out.read_bytes() == whole.read_bytes()
