@@ -415,16 +415,17 @@ def test_summary_token_count_equals_tokens_estimate(coco, fmt):
 def test_interrupt_and_resume_with_workers(tmp_path, coco):
     path, _ = coco
     src = read_coco(path)
+    assert len(src) > 20
     whole = tmp_path / "whole.jsonl"
-    convert(src, whole, chunk_size=50, stream=io.StringIO())
+    convert(src, whole, chunk_size=4, stream=io.StringIO())
     out = tmp_path / "w.jsonl"
 
     def stop_after(done):
-        if done >= 100:
+        if done >= 12:
             raise _Stop
 
     with pytest.raises(_Stop):
-        convert(src, out, chunk_size=50, workers=2, _after_chunk=stop_after, stream=io.StringIO())
+        convert(src, out, chunk_size=4, workers=2, _after_chunk=stop_after, stream=io.StringIO())
     assert not out.exists()
-    summary = convert(src, out, chunk_size=50, workers=2, resume=True, stream=io.StringIO())
-    assert summary.resumed_from == 100 and out.read_bytes() == whole.read_bytes()
+    summary = convert(src, out, chunk_size=4, workers=2, resume=True, stream=io.StringIO())
+    assert summary.resumed_from == 12 and out.read_bytes() == whole.read_bytes()
