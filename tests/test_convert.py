@@ -275,23 +275,37 @@ def test_cli_convert(tmp_path, coco, capsys):
     assert "--grid takes N or ROWS COLS" in capsys.readouterr().err
 
 
-def test_workers_with_threads_running_use_spawn(tmp_path, coco):
+def test_workers_with_threads_running_use_spawn(tmp_path, coco, monkeypatch):
     """With another thread alive the pool is spawned, not forked; the output is the same."""
+    import multiprocessing
     import threading
 
     path, _ = coco
     src = read_coco(path)
     ref = tmp_path / "ref.jsonl"
-    convert(src, ref, chunk_size=200, stream=io.StringIO())
+    convert(src, ref, chunk_size=5, stream=io.StringIO())
+    used = []
+    real = multiprocessing.get_context
+
+    def spy(method=None):
+        used.append(method)
+        return real(method)
+
+    monkeypatch.setattr(multiprocessing, "get_context", spy)
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
     t.start()
     try:
         out = tmp_path / "spawn.jsonl"
-        convert(src, out, chunk_size=200, workers=2, stream=io.StringIO())
+        convert(src, out, chunk_size=5, workers=2, stream=io.StringIO())
     finally:
         stop.set()
         t.join()
+    assert used == ["spawn"]
+    assert out.read_bytes() == ref.read_bytes()
+    used.clear()
+    convert(src, out, chunk_size=5, workers=2, stream=io.StringIO())
+    assert used == ["fork"]  # no other thread: fork
     assert out.read_bytes() == ref.read_bytes()
 
 
