@@ -368,6 +368,8 @@ class TokenAutomaton:
             if b == 0x2A:  # "*" after "label "
                 return ("exit", pend) if pend >= 0 else None
             nxt = self._lab_step(lab, partial, b)
+            if nxt is not None and self.canonical and not (self.lbelow[nxt[0]] - {prev}):
+                nxt = None  # the only labels down this way repeat the previous run
             if b == 0x20 and not partial and self._lab_accepts(lab, prev):
                 lid = self.lend[lab] if self.names is not None else 0
                 return ("in", (nxt[0] if nxt else DEAD, lid, prev, b""), 1)
