@@ -443,3 +443,14 @@ def test_interrupt_and_resume_with_workers(tmp_path, coco):
     assert not out.exists()
     summary = convert(src, out, chunk_size=4, workers=2, resume=True, stream=io.StringIO())
     assert summary.resumed_from == 12 and out.read_bytes() == whole.read_bytes()
+
+
+def test_cli_coco_image_group_with_instance_labels(tmp_path, coco, capsys):
+    path, data = coco
+    out = tmp_path / "img.jsonl"
+    args = ["convert", str(path), "--to", "llava", "--group", "image", "--instance-labels", "--grid", "32"]
+    assert main([*args, "-o", str(out), "--quiet"]) == 0
+    recs = _lines(out)
+    assert len(recs) == len(data["images"])
+    labels = {lab for r in recs for lab in mc.parse(r["conversations"][1]["value"]).grid.labels}
+    assert "person 1" in labels and "person 2" in labels

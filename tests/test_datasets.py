@@ -297,3 +297,40 @@ def test_check_images(tmp_path, coco):
     assert len(missing) == len(data["images"]) - 1  # one problem per sample, each naming its image
     with pytest.raises(DatasetError, match="image file not found"):
         check_images(src, tmp_path, on_error="raise")
+
+
+@pytest.mark.parametrize("instances", [False, True])
+def test_coco_image_group_label_map(coco, instances):
+    from maskcodec.datasets import CocoMapTarget
+
+    path, data = coco
+    src = read_coco(path, group="image", instances=instances)
+    assert len(src) == len(data["images"]) and all(s.task == "semantic" for s in src)
+    anns = {a["id"]: a for a in data["annotations"]}
+    for s in src:
+        assert isinstance(s.target, CocoMapTarget)
+        labels, table = s.target.load()
+        masks = [_mask_of(data, [i]) for i in s.meta["ann_ids"]]
+        # reference: paint larger objects first, each object's id is its position + 1
+        ref = np.zeros(masks[0].shape, np.int32)
+        for k in sorted(range(len(masks)), key=lambda j: -int(masks[j].sum())):
+            ref[masks[k]] = k + 1
+        np.testing.assert_array_equal(labels, ref)
+        cats = [
+            NAMES.get(anns[i]["category_id"], f"class {anns[i]['category_id']}") for i in s.meta["ann_ids"]
+        ]
+        if instances:
+            counts = {}
+            for k, c in enumerate(cats, 1):
+                counts[c] = counts.get(c, 0) + 1
+                assert table[k] == f"{c} {counts[c]}"
+        else:
+            assert [table[k] for k in range(1, len(cats) + 1)] == cats
+        g, asked = encode_target(s, ConvertOptions(grid=32))
+        expect = np.array(
+            [[table[v] if v else "others" for v in row] for row in mc.quantize(ref, grid=32).tolist()]
+        )
+        np.testing.assert_array_equal(np.array(g.labels)[g.ids], expect)
+        assert set(asked) == set(table.values())
+    people = [n for s in src for n in s.target.load()[1].values()]
+    assert ("person 2" in people) == instances

@@ -24,6 +24,7 @@ def cmd_convert(args) -> int:
         image_ext=args.image_ext,
         instance_dir=args.instances,
         group=args.group,
+        instances=args.instance_labels,
         on_error=on_error,
         ignore_index=None if args.ignore_index < 0 else args.ignore_index,
         first_id=args.names_start,
@@ -113,9 +114,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--instances", metavar="DIR", help="instance-id PNG folder: labels become 'person 1', ...")
     g.add_argument(
         "--group",
-        choices=("object", "category"),
+        choices=("object", "category", "image"),
         default="object",
-        help="COCO: a sample per object, or per (image, category) with objects merged",
+        help="COCO: a sample per object, per (image, category) with objects merged, "
+        "or per image (all objects in one multi-class grid)",
+    )
+    g.add_argument(
+        "--instance-labels",
+        action="store_true",
+        help="COCO with --group image: label objects 'person 1', 'person 2', ...",
     )
     g.add_argument("--image-root", default="", help="prefix of image paths in the output")
     g.add_argument(

@@ -12,7 +12,7 @@ Scale-out helpers for Hugging Face ``datasets`` and Ray Data live in
 :mod:`maskcodec.datasets.scale` (those packages are imported only there).
 """
 
-from ._sample import ArrayTarget, CocoTarget, DatasetError, PngTarget, Problem, Sample
+from ._sample import ArrayTarget, CocoMapTarget, CocoTarget, DatasetError, PngTarget, Problem, Sample
 from .pipeline import ConvertOptions, ConvertSummary, convert, convert_sample, count_pieces
 from .readers import (
     Source,
@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_TEMPLATES",
     "FORMATS",
     "ArrayTarget",
+    "CocoMapTarget",
     "CocoTarget",
     "ConvertOptions",
     "ConvertSummary",

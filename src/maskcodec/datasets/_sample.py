@@ -16,7 +16,7 @@ import numpy as np
 
 from .._errors import MaskcodecError
 
-__all__ = ["ArrayTarget", "CocoTarget", "DatasetError", "PngTarget", "Problem", "Sample"]
+__all__ = ["ArrayTarget", "CocoMapTarget", "CocoTarget", "DatasetError", "PngTarget", "Problem", "Sample"]
 
 Task = Literal["referring", "semantic"]
 
@@ -79,6 +79,30 @@ class CocoTarget:
         if not rles:
             return np.zeros(self.size, dtype=bool)
         return rle_to_mask(rles, size=self.size).astype(bool)
+
+
+@dataclass(frozen=True)
+class CocoMapTarget:
+    """Several COCO segmentations painted into one label map, one name per segmentation.
+
+    Larger objects are painted first so that a small object on top of a large
+    one keeps its pixels; equal names share an id.
+    """
+
+    segmentations: tuple
+    names: tuple[str, ...]
+    size: tuple[int, int]
+    source: str = ""
+
+    def load(self) -> tuple[np.ndarray, dict[int, str]]:
+        """``(label map, {id: name})`` with id 0 the background."""
+        from ..coco import rle_to_mask, to_rle
+
+        masks = [rle_to_mask(to_rle(s, size=self.size)).astype(bool) for s in self.segmentations]
+        labels = np.zeros(self.size, dtype=np.int32)
+        for k in sorted(range(len(masks)), key=lambda j: -int(np.count_nonzero(masks[j]))):
+            labels[masks[k]] = k + 1
+        return labels, {k + 1: name for k, name in enumerate(self.names)}
 
 
 @dataclass(frozen=True)
@@ -180,7 +204,7 @@ class Sample:
     label : str or None
         Foreground label of a binary target (a class name or a referring
         sentence, made safe); None for a semantic (multi-class) target.
-    target : CocoTarget, PngTarget or ArrayTarget
+    target : CocoTarget, CocoMapTarget, PngTarget or ArrayTarget
         Where the mask comes from.
     task : {"referring", "semantic"}
         Chooses the question templates.
@@ -191,6 +215,6 @@ class Sample:
     id: str
     image: str
     label: str | None
-    target: CocoTarget | PngTarget | ArrayTarget
+    target: CocoTarget | CocoMapTarget | PngTarget | ArrayTarget
     task: Task = "referring"
     meta: Mapping = field(default_factory=dict)

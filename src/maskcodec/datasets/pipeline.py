@@ -44,7 +44,7 @@ import numpy as np
 from .._errors import InputError, MaskcodecError
 from ..grid import LabelGrid
 from ..text import encode_grid, format_code, to_text
-from ._sample import ArrayTarget, CocoTarget, DatasetError, PngTarget, Problem, Sample
+from ._sample import ArrayTarget, CocoMapTarget, CocoTarget, DatasetError, PngTarget, Problem, Sample
 from .templates import DEFAULT_TEMPLATES, Templates, load_templates
 from .writers import FORMATS, make_record
 
@@ -102,12 +102,12 @@ def encode_target(sample: Sample, opts: ConvertOptions) -> tuple[LabelGrid, list
     if isinstance(t, CocoTarget):
         ids = t.grid(grid=opts.grid, method=opts.method, nonempty=opts.nonempty)
         return LabelGrid._trusted(ids, (opts.background, sample.label)), [sample.label]
-    if isinstance(t, PngTarget) or (isinstance(t, ArrayTarget) and t.names):
+    if isinstance(t, (PngTarget, CocoMapTarget)) or (isinstance(t, ArrayTarget) and t.names):
         labels, table = t.load()
         present = [int(v) for v in np.unique(labels) if int(v) in table]
         names = list(dict.fromkeys(table[v] for v in present))
         if not names:
-            where = t.path if isinstance(t, PngTarget) else sample.id
+            where = t.path if isinstance(t, PngTarget) else getattr(t, "source", "") or sample.id
             raise DatasetError(where, "no labelled class in the image (all background or ignored)")
         # PngTarget has already turned ignored pixels into 0; an in-memory map may still hold 255
         g = encode_grid(

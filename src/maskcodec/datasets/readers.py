@@ -37,7 +37,7 @@ from typing import Literal
 
 from .._errors import LabelError
 from .._labels import safe_label
-from ._sample import CocoTarget, DatasetError, PngTarget, Problem, Sample
+from ._sample import CocoMapTarget, CocoTarget, DatasetError, PngTarget, Problem, Sample
 
 __all__ = [
     "Source",
@@ -126,9 +126,10 @@ def read_coco(
     path,
     /,
     *,
-    group: Literal["object", "category"] = "object",
+    group: Literal["object", "category", "image"] = "object",
     image_root: str = "",
     crowd: bool = True,
+    instances: bool = False,
     on_error: OnError = "skip",
 ) -> Source:
     """Read a COCO instances JSON file.
@@ -140,16 +141,22 @@ def read_coco(
     group : {"object", "category"}
         ``"object"``: one sample per object, labelled with its category name.
         ``"category"``: one sample per (image, category), the union of all its
-        objects (several annotations merged).
+        objects (several annotations merged).  ``"image"``: one multi-class
+        sample per image, every object painted into one label map (larger
+        objects first, so small ones stay visible).
     image_root : str
         Prefix for image paths in the output (e.g. ``"coco/train2014"``).
     crowd : bool
         Keep ``iscrowd`` annotations (they are RLE with uncompressed counts).
+    instances : bool
+        With ``group="image"``: label each object ``"<category> <k>"``
+        (``person 1``, ``person 2``, numbered per category in annotation order)
+        instead of merging the objects of a category.
     on_error : {"skip", "raise"}
         What to do with an unusable annotation.
     """
-    if group not in ("object", "category"):
-        raise DatasetError(str(path), f"group must be 'object' or 'category', got {group!r}")
+    if group not in ("object", "category", "image"):
+        raise DatasetError(str(path), f"group must be 'object', 'category' or 'image', got {group!r}")
     report = _Report(on_error)
     images, anns, cats = _coco_tables(path, _load_json(path))
     buckets: dict[tuple, list[dict]] = {}
@@ -168,9 +175,40 @@ def read_coco(
         if why:
             report(path, why, sid)
             continue
-        key = (ann["image_id"], ann["category_id"]) if group == "category" else (ann["id"],)
+        if group == "image":
+            key = (ann["image_id"],)
+        elif group == "category":
+            key = (ann["image_id"], ann["category_id"])
+        else:
+            key = (ann["id"],)
         buckets.setdefault(key, []).append(ann)
     samples = []
+    if group == "image":
+        for (image_id,), group_anns in buckets.items():
+            image = images[image_id]
+            names, seen = [], {}
+            for a in group_anns:
+                name = safe_label(cats[a["category_id"]])
+                if instances:
+                    seen[name] = seen.get(name, 0) + 1
+                    name = f"{name} {seen[name]}"
+                names.append(name)
+            samples.append(
+                Sample(
+                    id=f"img{image_id}",
+                    image=_image_path(image_root, image["file_name"]),
+                    label=None,
+                    target=CocoMapTarget(
+                        tuple(a["segmentation"] for a in group_anns),
+                        tuple(names),
+                        (int(image["height"]), int(image["width"])),
+                        str(path),
+                    ),
+                    task="semantic",
+                    meta={"image_id": image_id, "ann_ids": [a["id"] for a in group_anns]},
+                )
+            )
+        return Source(f"coco:{os.fspath(path)}", samples, report.problems)
     for key, group_anns in buckets.items():
         first = group_anns[0]
         image = images[first["image_id"]]
@@ -488,6 +526,7 @@ def open_source(
     image_ext: str = ".jpg",
     instance_dir=None,
     group: str = "object",
+    instances: bool = False,
     ignore_index: int | None = 255,
     first_id: int = 0,
     on_error: OnError = "skip",
@@ -503,7 +542,7 @@ def open_source(
     if kind is None:
         kind = _detect(src, dataset, split_by, names)
     if kind == "coco":
-        return read_coco(src, group=group, image_root=image_root, on_error=on_error)
+        return read_coco(src, group=group, image_root=image_root, instances=instances, on_error=on_error)
     if kind == "refer":
         return read_refer(
             src, dataset, split_by=split_by, split=split, image_root=image_root, on_error=on_error
