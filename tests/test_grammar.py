@@ -194,3 +194,26 @@ def test_full_format_uses_repetition():
     text = export_grammar(format="full", grid=(24, 24), labels=["cat"])
     assert '("| " label){575}' in text
     assert '("| " label)~575' in export_grammar(format="full", grid=(24, 24), labels=["cat"], form="lark")
+
+
+# ============================================================================ command line
+
+
+def test_cli_grammar(tmp_path, capsys):
+    from maskcodec.cli import main
+
+    assert main(["grammar", "--grid", "2", "3", "--labels", "dog", "white horse"]) == 0
+    out = capsys.readouterr().out
+    assert out == export_grammar(grid=(2, 3), labels=["dog", "white horse"]) + "\n"
+    target = tmp_path / "g.lark"
+    assert main(["grammar", "--grid", "4", "--form", "lark", "--format", "full", "-o", str(target)]) == 0
+    assert target.read_text() == export_grammar(grid=4, format="full", form="lark")
+    assert main(["grammar", "--grid", "1", "2", "--labels", "dog", "--form", "regex", "--canonical"]) == 0
+    rx = capsys.readouterr().out.strip()
+    assert re.fullmatch(rx, "<seg>dog *1| others *1\n</seg>")
+    assert not re.fullmatch(rx, "<seg>dog *1| dog *1\n</seg>")
+    assert main(["grammar", "--grid", "16", "--form", "regex"]) == 1
+    assert "max_size" in capsys.readouterr().err
+    assert main(["grammar", "--grid", "1", "2", "3"]) == 1
+    assert main(["grammar", "--any-label", "--labels", "x"]) == 1
+    assert main(["grammar", "--labels", "a|b"]) == 1

@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "maskcodec._cli_stats",
     "maskcodec._cli_data",
     "maskcodec._cli_compare",
+    "maskcodec._cli_grammar",
 )
 
 
