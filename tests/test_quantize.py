@@ -78,6 +78,13 @@ def test_pil_image_input_equals_array_input():
     img = Image.fromarray(m)
     np.testing.assert_array_equal(mc.quantize(img, grid=16), mc.quantize(m, grid=16))
     np.testing.assert_array_equal(mc.quantize(Image.fromarray(m >= 128), grid=8), mc.quantize(m >= 128, grid=8))
+    # Pillow's mode "1" hands numpy bools stored as the byte 255: still a binary mask.
+    for method in ("area", "coverage"):
+        np.testing.assert_array_equal(
+            mc.quantize(Image.fromarray(m >= 128), grid=(5, 7), method=method),
+            mc.quantize(m >= 128, grid=(5, 7), method=method),
+        )
+        assert mc.quantize(Image.fromarray(m >= 128), grid=(5, 7), method=method).view(np.uint8).max() <= 1
 
 
 @pytest.mark.parametrize("method", ["nearest", "area", "coverage"])

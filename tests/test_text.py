@@ -129,3 +129,15 @@ def test_custom_background():
     m = np.array([[0, 1]], dtype=bool)
     assert mc.encode_mask(m, "dog", grid=(1, 2), background="bg") == "<seg>bg *1| dog *1\n</seg>"
     assert mc.from_text("<seg>bg *1| dog *1\n</seg>", background="bg").labels == ("bg", "dog")
+
+
+@pytest.mark.parametrize("method", ["nearest", "area", "coverage"])
+def test_encode_accepts_pil_images_and_any_memory_order(method):
+    from PIL import Image
+
+    rng = np.random.default_rng(6)
+    m = rng.random((45, 61)) < 0.4
+    want = mc.encode_mask(m, "cat", grid=(7, 9), method=method)
+    for variant in (np.asfortranarray(m), m.astype(np.uint8) * 255, Image.fromarray(m), Image.fromarray(m.astype(np.uint8) * 255)):
+        assert mc.encode_mask(variant, "cat", grid=(7, 9), method=method) == want
+    assert want == mc.to_text(mc.LabelGrid(mc.quantize(m, grid=(7, 9), method=method).astype(int), ["others", "cat"]))
