@@ -82,6 +82,8 @@ def as_mask(mask: object, name: str = "mask", *, allow_negative: bool = False) -
                     "(mode '1', 'L', 'P', 'I' or 'I;16')"
                 )
             mask = np.asarray(mask)
+            if mask.dtype == np.bool_:  # Pillow's mode "1" stores True as the byte 255
+                mask = mask.view(np.uint8) != 0
         else:
             raise TypeError(
                 f"{name} must be a numpy array or a PIL image, got {type(mask).__name__}; "
@@ -175,6 +177,14 @@ def area_weights(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
     A full cell weighs ``H * W``.
     """
+    weights, binary = _area_weights(mask, rows, cols)
+    if binary:
+        return weights
+    return _area_weights(mask != 0, rows, cols)[0]
+
+
+def _area_weights(mask: np.ndarray, rows: int, cols: int):
+    """(weights, binary): the weights are only right when ``binary`` (every value 0 or 1)."""
     m, r, c, transposed = _oriented(mask, rows, cols)
     h, w = m.shape
     ytab = overlap_table(h, r)
@@ -186,8 +196,9 @@ def area_weights(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
     # the narrowest lanes that cannot overflow (the kernel adds 0/1 values).
     inner = -(-h // r)
     full = np.empty(w, dtype=np.uint8 if inner <= 255 else np.int32)
-    _k().area_binary(m, ytab[0], ytab[1], ytab[2], xtab[0], xtab[1], xtab[2], full, out)
-    return out.T if transposed else out
+    seen = np.zeros(w, dtype=m.dtype)
+    big = _k().area_binary(m, ytab[0], ytab[1], ytab[2], xtab[0], xtab[1], xtab[2], full, seen, out)
+    return (out.T if transposed else out), not big
 
 
 def _dense(mask: np.ndarray):
@@ -318,21 +329,20 @@ def quantize(
         if nonempty:
             out = _restore_missing(mask, out, ignore_index, _is_binary(mask))
         return out
-    binary = _is_binary(mask)
+    if method == "coverage" and not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
+        raise InputError(f"threshold must be in (0, 1], got {threshold!r}")
+    # One pass both sums the foreground and tells whether the mask is 0/1, so a
+    # binary uint8 mask (what pycocotools gives) costs no separate max().
+    weights, binary = _area_weights(mask, rows, cols)
+    full = mask.shape[0] * mask.shape[1]
     if method == "coverage":
         if not binary:
             raise InputError(
                 "method 'coverage' needs a binary mask (bool, or integers 0/1); "
                 "use 'area' for label maps"
             )
-        if not (isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0):
-            raise InputError(f"threshold must be in (0, 1], got {threshold!r}")
-        weights = area_weights(mask, rows, cols)
-        full = mask.shape[0] * mask.shape[1]
         fg = weights >= threshold * full
     elif binary:
-        weights = area_weights(mask, rows, cols)
-        full = mask.shape[0] * mask.shape[1]
         fg = 2 * weights > full  # a tie goes to the lower value, background
     else:
         hist, values = area_histogram(mask, rows, cols)
