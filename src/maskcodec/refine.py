@@ -59,7 +59,15 @@ import numpy as np
 from ._errors import InputError
 from .grid import LabelGrid, as_size
 
-__all__ = ["SAM_LONGEST_SIDE", "SAM_MASK_SIDE", "SamPrompts", "mask_logits", "sam_input_size", "sam_prompts", "to_sam_frame"]
+__all__ = [
+    "SAM_LONGEST_SIDE",
+    "SAM_MASK_SIDE",
+    "SamPrompts",
+    "mask_logits",
+    "sam_input_size",
+    "sam_prompts",
+    "to_sam_frame",
+]
 
 #: Side of the square SAM (and SAM 2) resize their input to.
 SAM_LONGEST_SIDE = 1024

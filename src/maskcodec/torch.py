@@ -109,7 +109,9 @@ def _pool_dtype(device: torch.device, full: int) -> torch.dtype:
     # below 2**24.
     if device.type == "mps":
         if full > 1 << 24:
-            raise InputError(f"area pooling of {full}-pixel masks is not exact in float32 (MPS has no float64)")
+            raise InputError(
+                f"area pooling of {full}-pixel masks is not exact in float32 (MPS has no float64)"
+            )
         return torch.float32
     return torch.float64
 
@@ -353,7 +355,10 @@ def _sequences(token_ids: Any, prompt_length: Any) -> tuple[list[list[int]], tor
                 raise TypeError(f"token_ids[{i}] must be a sequence of ints")
             seqs.append(list(s))
     else:
-        raise TypeError(f"token_ids must be a (batch, length) tensor or a list of id lists, got {type(token_ids).__name__}")
+        raise TypeError(
+            "token_ids must be a (batch, length) tensor or a list of id lists, "
+            f"got {type(token_ids).__name__}"
+        )
     if not seqs:
         raise InputError("token_ids is an empty batch")
     if isinstance(prompt_length, torch.Tensor):
@@ -441,7 +446,8 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, Sequence):
-        return "".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+        parts = (p for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+        return "".join(p.get("text", "") for p in parts)
     raise TypeError(f"message content must be a str or a list of parts, got {type(content).__name__}")
 
 
@@ -519,7 +525,9 @@ def collate_chat(
         if images is not None and tok is processor:
             raise InputError(f"examples[{i}] has images: pass a processor, not a bare tokenizer")
         if images is not None:
-            enc = processor(text=[prompt_text], images=list(images), return_tensors="pt", add_special_tokens=False)
+            enc = processor(
+                text=[prompt_text], images=list(images), return_tensors="pt", add_special_tokens=False
+            )
             prompt_ids = enc["input_ids"][0].tolist()
             extras.append({k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")})
         else:
