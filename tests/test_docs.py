@@ -169,6 +169,22 @@ def test_cli_page_transcripts_are_real(tmp_path):
     assert replayed >= 4
 
 
+def test_every_cli_command_is_on_the_cli_page():
+    """A `## name` section or a row of the 'Other commands' table for each subcommand."""
+    import argparse
+
+    from maskcodec.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    page = (DOCS / "cli.md").read_text(encoding="utf-8")
+    missing = [
+        name for name in sub.choices
+        if not re.search(rf"^## {name}\s*$|^\| `{name}` \|", page, re.MULTILINE)
+    ]
+    assert not missing, f"docs/cli.md does not mention the command(s) {missing}"
+
+
 def test_extractor_pairs_code_with_its_output():
     doc = (
         "intro\n```python\nprint(1)\n```\n\n```text\n1\n```\n"
