@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -237,7 +238,14 @@ _LABELS = ["dog", "cat", "a b"]
 
 
 def _lark(dialect, grid, background, labels=_LABELS):
-    lark_mod = pytest.importorskip("lark")
+    pytest.importorskip("lark")
+    return _lark_cached(dialect, tuple(grid), background, None if labels is None else tuple(labels))
+
+
+@functools.lru_cache(maxsize=None)
+def _lark_cached(dialect, grid, background, labels):
+    import lark as lark_mod
+
     text = D.export_grammar(dialect, grid=grid, labels=labels, background=background, form="lark", max_labels=3)
     return lark_mod.Lark(text, start="start")
 
@@ -304,3 +312,57 @@ def test_grammar_options_are_checked():
         D.export_grammar("spans", grid=256, labels=["dog"])
     with pytest.raises(mc.InputError, match="unknown dialect"):
         D.export_grammar("rrle")
+
+
+# ----------------------------------------------------------------------------- repair mode
+
+
+@settings(max_examples=examples(200))
+@given(g=label_grids(max_rows=6, max_cols=6, background="others"), dialect=st.sampled_from(D.DIALECTS))
+def test_repair_mode_reads_valid_text_without_repairs(g, dialect):
+    r = D.parse(D.to_text(g, dialect), dialect, grid=g.shape, mode="repair")
+    assert r.grid == g and r.repairs == () and r.complete and r.found
+    strict = D.parse(D.to_text(g, dialect), dialect, grid=g.shape)
+    assert strict.grid == g and (strict.start, strict.end) == (0, len(D.to_text(g, dialect)))
+
+
+@settings(max_examples=examples(300))
+@given(data=st.data(), dialect=st.sampled_from(D.DIALECTS))
+def test_repair_mode_never_raises_on_damaged_text(data, dialect):
+    g = data.draw(label_grids(6, 6, 4, background="others"))
+    text = data.draw(st.one_of(mutated(D.to_text(g, dialect)), dialect_text))
+    r = D.parse(text, dialect, grid=g.shape, mode="repair")
+    assert r.grid.shape == g.shape and int(r.grid.ids.max()) < len(r.grid.labels)
+    for rep in r.repairs:
+        assert rep.line >= 1 and rep.column >= 1 and rep.message
+
+
+def test_repair_policies():
+    parse = D.parse
+    # a truncated answer keeps its finished rows
+    r = parse("Here: <seg>others **2\n others *1| dog\n others *", "crle", grid=(4, 2), mode="repair")
+    assert r.grid.ids.tolist() == [[0, 0], [0, 0], [0, 1], [0, 0]] and not r.complete
+    assert [x.kind for x in r.repairs] == ["unterminated", "incomplete_row", "missing_rows"]
+    # R-RLE text read as crle comes back whole
+    rrle = "<seg>others *3\n others *1| dog *2\n</seg>"
+    r = parse(rrle, "crle", grid=(2, 3), mode="repair")
+    assert r.grid == mc.from_text(rrle) and {x.kind for x in r.repairs} == {"counted_last_run"}
+    # a repeat beyond the grid is cut; extra rows are dropped; \r is ignored
+    r = parse("<seg>a=dog\r\n.*1 a **9\r\n.\n</seg>", "arle", grid=(3, 2), mode="repair")
+    assert r.grid.ids.tolist() == [[0, 1]] * 3
+    assert [x.kind for x in r.repairs] == ["clamped_count", "extra_rows", "bad_separator"]
+    # a broken row keeps the cells before the error, the rest is background
+    r = parse("<seg>a=dog\n0-1 x\n**2\n</seg>", "spans", grid=(3, 4), mode="repair")
+    assert r.grid.ids.tolist() == [[1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert [x.kind for x in r.repairs] == ["bad_run"]
+    # no block at all
+    r = parse("I cannot see a dog.", "spans", grid=2, mode="repair")
+    assert not r.found and r.grid.is_empty() and r.repairs[0].kind == "no_block"
+    # header lines in any order, unsafe labels made safe
+    r = parse("<seg>b=cat\na=dog|x\n.*1 a\nb\n</seg>", "arle", grid=2, mode="repair")
+    assert r.grid.labels == ("others", "cat", "dog x") and r.grid.ids.tolist() == [[0, 2], [1, 1]]
+    assert [x.kind for x in r.repairs] == ["unsafe_label"]
+    mask = D.decode_mask("<seg>. **2\n</seg>", "arle", size=(4, 4), grid=2)
+    assert mask.shape == (4, 4) and not mask.any()
+    with pytest.raises(mc.InputError, match="unknown mode"):
+        parse("", "crle", mode="text4seg")

@@ -84,7 +84,7 @@ from ._labels import _problem, check_label
 from .grid import LabelGrid
 from .quantize import as_grid
 
-__all__ = ["DIALECTS", "convert", "ebnf", "export_grammar", "from_text", "to_text"]
+__all__ = ["DIALECTS", "convert", "decode_mask", "ebnf", "export_grammar", "from_text", "parse", "to_text"]
 
 Dialect = Literal["crle", "arle", "spans"]
 #: The dialect names, in the order of the docs.
@@ -275,6 +275,7 @@ class _Reader:
         self.labels: list[str] = [background]
         self.index: dict[str, int] = {background: 0}
         self.ids = np.zeros((rows, cols), dtype=np.int32)  # sized by the grid, never by a count
+        self.lenient = None  # repair mode: a note(kind, pos, message) callback
 
     def error(self, reason, pos, expected=""):
         return ParseError(reason, self.src, pos, expected)
@@ -314,10 +315,15 @@ class _Reader:
     def counted(self, mark, r, c, ident, what):
         """The count after the ``*`` at ``mark`` of a run that is not the row's last; returns (pos, c)."""
         cols = self.cols
-        if cols - c <= 1:
-            raise self.error(f"row {r + 1} has {cols - c} cell left: write its last {what} without a count",
-                             mark, "'\\n' or ' **'")
-        pos, n = self.number(mark + 1, 1, cols - c - 1, "a count")
+        if self.lenient is not None:  # repair: a last run may keep its count (R-RLE habit)
+            pos, n = self.number(mark + 1, 1, cols - c, "a count")
+            if n == cols - c:
+                self.lenient("counted_last_run", mark, f"the last run of row {r + 1} has a count; accepted")
+        else:
+            if cols - c <= 1:
+                raise self.error(f"row {r + 1} has {cols - c} cell left: write its last {what} "
+                                 "without a count", mark, "'\\n' or ' **'")
+            pos, n = self.number(mark + 1, 1, cols - c - 1, "a count")
         self.ids[r, c : c + n] = ident
         return pos, c + n
 
@@ -369,6 +375,8 @@ class _Reader:
                     pos, k = self.repeat(stop, r)
                     return pos, self.fill(r, k)
                 pos, c = self.counted(stop, r, c, ident, "label")
+                if c == self.cols:  # only in repair mode
+                    return pos, r + 1
                 pos = self.expect("| ", pos)
                 continue
             if stop < self.end and src[stop] in "*|":
@@ -441,6 +449,8 @@ class _Reader:
             pos, ident = self.alias_at(pos, names)
             if src.startswith("*", pos) and pos < self.end:
                 pos, c = self.counted(pos, r, c, ident, "alias")
+                if c == self.cols:  # only in repair mode
+                    return pos, r + 1
                 pos = self.expect(" ", pos, "' ' and the next run")
                 continue
             self.ids[r, c:] = ident
@@ -559,6 +569,188 @@ def from_text(
             rd.body(pos, lambda p, r: rd.spans_row(p, r, names, named), "\n")
     ids = rd.ids.astype(np.uint8) if len(rd.labels) <= 256 else rd.ids
     return LabelGrid._trusted(ids, tuple(rd.labels))
+
+
+def _row_reader(rd: _Reader, dialect: str, names=None):
+    if dialect == "crle":
+        return rd.crle_row
+    if dialect == "arle":
+        return lambda p, r: rd.arle_row(p, r, names)
+    named = len(rd.labels) > 2
+    return lambda p, r: rd.spans_row(p, r, names, named)
+
+
+def _lenient_header(rd: _Reader, pos: int, end: int, note) -> tuple[int, dict]:
+    """Header lines ``name=label`` in any order; unsafe labels are made safe, empty ones skipped."""
+    from ._labels import safe_label
+
+    src = rd.src
+    names = {BACKGROUND_ALIAS: 0}
+    while pos < end:
+        stop = src.find("\n", pos, end)
+        if stop < 0:
+            return pos, names
+        k = pos
+        while k < stop and src[k] in _LOWER:
+            k += 1
+        is_bg = k == pos and src.startswith(BACKGROUND_ALIAS + "=", pos)
+        if not is_bg and (k == pos or k >= stop or src[k] != "="):
+            return pos, names
+        raw = src[(pos + 2 if is_bg else k + 1) : stop].rstrip("\r")
+        name = safe_label(raw, fallback="")
+        if name != raw:
+            note("unsafe_label", pos, f"header label {raw!r} read as {name!r}")
+        if not name:
+            note("bad_run", pos, "empty header label skipped")
+        elif is_bg:
+            rd.labels[0] = name
+            rd.index = {name: 0, **{lab: i for i, lab in enumerate(rd.labels) if i}}
+        else:
+            names[src[pos:k]] = rd.add_label(name, pos)
+        pos = stop + 1
+    return pos, names
+
+
+def parse(
+    text: str,
+    /,
+    dialect: Dialect = "crle",
+    *,
+    grid=16,
+    background: str = DEFAULT_BACKGROUND,
+    envelope: bool = True,
+    mode: Literal["strict", "repair"] = "strict",
+):
+    """Parse dialect text into a :class:`~maskcodec.ParseResult` (grid, repairs, position).
+
+    ``mode="strict"`` is :func:`from_text` (it raises :class:`~maskcodec.ParseError`).
+    ``mode="repair"`` is for model output and never raises on text; it
+    records each change as a :class:`~maskcodec.Repair`.  Policy: no
+    ``<seg>`` gives an all-background grid (``found=False``); without
+    ``</seg>`` the unfinished last line is dropped; header lines are read in
+    any alias order and unsafe labels made safe; each row is read on its own
+    line, and a row that breaks off keeps the cells read before the error, the
+    rest being background; a last run that keeps its count (as in R-RLE) is
+    accepted (``counted_last_run``); a repeat beyond the last row is cut;
+    missing rows are background and extra rows are dropped; ``\\r`` before a
+    newline is ignored.  So R-RLE text read as ``crle`` comes back whole.
+
+    Examples
+    --------
+    >>> r = parse("<seg>a=dog\\n.*1 a\\n.*9 a\\n.*1", "arle", grid=2, mode="repair")
+    >>> r.grid.ids.tolist(), r.complete, [x.kind for x in r.repairs]
+    ([[0, 1], [0, 0]], False, ['unterminated', 'incomplete_row', 'bad_run'])
+    """
+    from ._parser import ParseResult, Repair
+
+    if mode not in ("strict", "repair"):
+        raise InputError(f"unknown mode {mode!r}; choose one of strict, repair")
+    if mode == "strict":
+        g = from_text(text, dialect, grid=grid, background=background, envelope=envelope)
+        start = text.find(SEG_OPEN) if envelope else 0
+        stop = text.find(SEG_CLOSE, start) + len(SEG_CLOSE) if envelope else len(text)
+        return ParseResult(g, (), start, stop, True, True)
+    _check_dialect(dialect)
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    rows, cols = as_grid(grid)
+    if not isinstance(background, str) or _problem(background) is not None:
+        raise LabelError(f"background label {background!r} is not a safe label")
+    repairs: list = []
+
+    def note(kind, pos, message):
+        pos = max(0, min(pos, len(text)))
+        line = text.count("\n", 0, pos) + 1
+        repairs.append(Repair(kind, line, pos - (text.rfind("\n", 0, pos) + 1) + 1, message))
+
+    complete = found = True
+    if envelope:
+        block = text.find(SEG_OPEN)
+        if block < 0:
+            note("no_block", 0, f"no {SEG_OPEN} in the text: the grid is all background")
+            ids = np.zeros((rows, cols), dtype=np.uint8)
+            return ParseResult(LabelGrid._trusted(ids, (background,)), tuple(repairs), 0, 0, False, False)
+        start = block + len(SEG_OPEN)
+        end = text.find(SEG_CLOSE, start)
+        if end < 0:
+            complete = False
+            end = len(text)
+            note("unterminated", end, f"no {SEG_CLOSE}: the answer was cut off")
+    else:
+        block, start, end = 0, 0, len(text)
+    rd = _Reader(text, end, rows, cols, background)
+    rd.lenient = note
+    names = None
+    pos = start
+    if dialect != "crle":
+        pos, names = _lenient_header(rd, start, end, note)
+    row = _row_reader(rd, dialect, names)
+    # The lines of the body: a complete body ends with a newline; an unfinished last line is dropped.
+    lines = []
+    while pos < end:
+        stop = text.find("\n", pos, end)
+        if stop < 0:
+            if complete:
+                lines.append((pos, end))
+            else:
+                note("incomplete_row", pos, "the unfinished last row was dropped")
+            break
+        lines.append((pos, stop))
+        pos = stop + 1
+    r = 0
+    crlf = False
+    for i, (a, b) in enumerate(lines):
+        if r >= rows:
+            if any(text[x:y].strip() for x, y in lines[i:]):
+                note("extra_rows", a, f"text after the {rows} rows was dropped")
+            break
+        if b > a and text[b - 1] == "\r":
+            b -= 1
+            crlf = True
+        if dialect == "crle" and i > 0 and text.startswith(" ", a):
+            a += 1
+        rd.end = b
+        try:
+            p, r2 = row(a, r)
+            if p != b:
+                raise rd.error(f"unexpected {_show(text, p, b)} after the row", p)
+        except ParseError as err:
+            r2 = r + 1
+            k = text.find(REPEAT, a, b) + len(REPEAT)
+            digits = text[k : k + _MAX_DIGITS + 1] if k >= len(REPEAT) else ""
+            digits = digits[: len(digits) - len(digits.lstrip("0123456789"))]
+            if err.pos == k and digits and int(digits) > rows - r:
+                note("clamped_count", err.pos, f"{err.reason}; repeated to the last row")
+                rd.fill(r, rows - r)
+                r2 = rows
+            else:
+                note("bad_run", err.pos, f"{err.reason}; the rest of row {r + 1} is background")
+        r = r2
+    if crlf:
+        note("bad_separator", start, "'\\r' before newlines ignored")
+    if r < rows:
+        note("missing_rows", end, f"{rows - r} missing rows are background")
+    ids = rd.ids.astype(np.uint8) if len(rd.labels) <= 256 else rd.ids
+    stop = end + (len(SEG_CLOSE) if envelope and complete else 0)
+    grid_out = LabelGrid._trusted(ids, tuple(rd.labels))
+    return ParseResult(grid_out, tuple(repairs), block, stop, complete, found)
+
+
+def decode_mask(text: str, /, dialect: Dialect = "crle", *, size, grid=16,
+                background: str = DEFAULT_BACKGROUND, envelope: bool = True,
+                mode: Literal["strict", "repair"] = "repair") -> np.ndarray:
+    """Dialect answer to a boolean mask of ``size = (height, width)`` (repair mode by default).
+
+    Examples
+    --------
+    >>> decode_mask("<seg>others\\n others *1| cat\\n</seg>", size=(4, 4), grid=2).astype(int)
+    array([[0, 0, 0, 0],
+           [0, 0, 0, 0],
+           [0, 0, 1, 1],
+           [0, 0, 1, 1]])
+    """
+    g = parse(text, dialect, grid=grid, background=background, envelope=envelope, mode=mode).grid
+    return g.mask(size)
 
 
 def convert(
