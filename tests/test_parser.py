@@ -70,13 +70,16 @@ def test_strict_finds_the_block_in_free_text(g, prefix, suffix):
 # ============================================================================ robustness
 
 
-@given(text=arbitrary_text, fmt=st.sampled_from(FORMATS), grid=st.none() | st.integers(1, 6))
+_vocabularies = st.none() | st.just(["dog", "x", "others dog"])
+
+
+@given(text=arbitrary_text, fmt=st.sampled_from(FORMATS), grid=st.none() | st.integers(1, 6), labels=_vocabularies)
 @settings(max_examples=examples(400))
-@example(text="<seg>others *99999999999\n</seg>", fmt="rrle", grid=None)
-@example(text="<seg>" + "others *1| " * 5000, fmt="rrle", grid=None)
-def test_strict_raises_only_parse_errors(text, fmt, grid):
+@example(text="<seg>others *99999999999\n</seg>", fmt="rrle", grid=None, labels=None)
+@example(text="<seg>" + "others *1| " * 5000, fmt="rrle", grid=None, labels=None)
+def test_strict_raises_only_parse_errors(text, fmt, grid, labels):
     try:
-        res = mc.parse(text, grid=grid, format=fmt)
+        res = mc.parse(text, grid=grid, format=fmt, labels=labels)
     except mc.ParseError as exc:
         assert 1 <= exc.line and 1 <= exc.column and 0 <= exc.pos <= len(text)
         assert str(exc).startswith(f"line {exc.line}, column {exc.column}: ")
@@ -97,10 +100,17 @@ def test_strict_on_mutated_text_raises_only_parse_errors(data, fmt):
     assert mc.to_text(res.grid, format=fmt) == body
 
 
-@given(text=arbitrary_text, fmt=st.sampled_from(FORMATS), rows=st.integers(1, 20), cols=st.integers(1, 20))
+@given(
+    text=arbitrary_text,
+    fmt=st.sampled_from(FORMATS),
+    rows=st.integers(1, 20),
+    cols=st.integers(1, 20),
+    labels=_vocabularies,
+    unknown=st.sampled_from(["background", "keep"]),
+)
 @settings(max_examples=examples(400))
-def test_repair_never_raises_and_keeps_the_shape(text, fmt, rows, cols):
-    res = mc.parse(text, grid=(rows, cols), mode="repair", format=fmt)
+def test_repair_never_raises_and_keeps_the_shape(text, fmt, rows, cols, labels, unknown):
+    res = mc.parse(text, grid=(rows, cols), mode="repair", format=fmt, labels=labels, unknown=unknown)
     assert res.grid.shape == (rows, cols)
     assert all(isinstance(r, mc.Repair) and r.line >= 1 and r.column >= 1 for r in res.repairs)
     for lab in res.grid.labels:
