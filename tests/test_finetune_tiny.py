@@ -7,6 +7,7 @@ Runs the same train.py / evaluate.py code path as a real fine-tune, with the rea
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -52,9 +53,13 @@ def test_tiny_train_and_evaluate(example, tmp_path):
     ])
     assert rc == 0
     losses = _losses(os.path.join(out, "metrics.jsonl"))
-    # Starts near ln(32k) ~ 10.4 (a random model); must fall well below it.
-    assert losses[0] > 9.0
-    assert min(losses[-3:]) < 0.35 * losses[0], losses
+    # A random model starts near ln(vocabulary size) (~6.2 for the pruned vocabulary); it must fall
+    # well below that.
+    with open(os.path.join(out, "final", "config.json")) as f:
+        vocab = json.load(f)["text_config"]["vocab_size"]
+    assert 300 < vocab < 2000  # the 32k SentencePiece model, pruned to the task's pieces
+    assert abs(losses[0] - math.log(vocab)) < 1.0
+    assert min(losses[-3:]) < 0.4 * losses[0], losses
     with open(os.path.join(out, "eval.json")) as f:
         report = json.load(f)
     con, free = report["constrained"], report["unconstrained"]
@@ -85,6 +90,23 @@ def test_tiny_train_and_evaluate(example, tmp_path):
     with open(os.path.join(again, "eval_samples_constrained.jsonl")) as f:
         reloaded = [json.loads(line) for line in f]
     assert [s["text"] for s in reloaded] == [s["text"] for s in samples[:4]]
+
+
+def test_pruned_vocabulary_tokenizes_like_the_full_one(tmp_path):
+    sys.path.insert(0, EXAMPLE)
+    try:
+        import common
+    finally:
+        sys.path.remove(EXAMPLE)
+    from transformers import LlamaTokenizer
+
+    texts = common.task_texts(cells=16)
+    full = LlamaTokenizer.from_pretrained(common.tiny_tokenizer_dir(str(tmp_path / "full")))
+    pruned = LlamaTokenizer.from_pretrained(common.tiny_tokenizer_dir(str(tmp_path / "pruned"), texts))
+    assert len(full) == 32000 and len(pruned) < 1000
+    common._same_pieces(full, pruned, texts + ["<seg>blue square *3| others *13\n</seg>"])
+    with pytest.raises(RuntimeError, match="changed the tokenization"):
+        common._same_pieces(full, pruned, ["Quantum chromodynamics"])
 
 
 def test_tiny_lora_path(example, tmp_path):

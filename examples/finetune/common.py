@@ -169,25 +169,70 @@ def make_synthetic(out_dir: str, *, n_train: int, n_val: int, image_size: int = 
 
 
 # ---------------------------------------------------------------- models
-def tiny_tokenizer_dir(out_dir: str) -> str:
-    """A folder holding the real SentencePiece model shipped in the mistral-common wheel."""
+def tiny_tokenizer_dir(out_dir: str, texts: list[str] | None = None) -> str:
+    """A folder holding the real SentencePiece model shipped in the mistral-common wheel.
+
+    With ``texts``, the vocabulary is pruned to what those texts need: every
+    piece that is a substring of a text line survives (so every BPE merge that
+    builds the pieces of these texts is still there), with the 256 byte-fallback
+    pieces and the control tokens.  Texts therefore tokenize into the same
+    pieces as with the full 32k vocabulary (checked below), with far fewer ids:
+    the model's embedding and output layer shrink accordingly.
+    """
     import shutil
 
     import mistral_common
 
     src = os.path.join(os.path.dirname(mistral_common.__file__), "data", "tokenizer.model.v1")
     os.makedirs(out_dir, exist_ok=True)
-    shutil.copy(src, os.path.join(out_dir, "tokenizer.model"))
+    dst = os.path.join(out_dir, "tokenizer.model")
+    if texts is None:
+        shutil.copy(src, dst)
+        return out_dir
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    with open(src, "rb") as f:
+        proto.ParseFromString(f.read())
+    lines = {line.replace(" ", "\u2581") for t in texts for line in t.split("\n")}
+    corpus = "\x00".join(sorted(lines | {"\u2581" + line for line in lines}))
+    keep = [p for p in proto.pieces if p.type != 1 or p.piece in corpus]  # type 1: normal piece
+    del proto.pieces[:]
+    proto.pieces.extend(keep)
+    with open(dst, "wb") as f:
+        f.write(proto.SerializeToString())
     return out_dir
 
 
+def _same_pieces(full, pruned, texts: list[str]) -> None:
+    for t in texts:
+        a = full.convert_ids_to_tokens(full(t, add_special_tokens=False)["input_ids"])
+        b = pruned.convert_ids_to_tokens(pruned(t, add_special_tokens=False)["input_ids"])
+        if a != b:
+            raise RuntimeError(f"vocabulary pruning changed the tokenization of {t!r}: {a} -> {b}")
+
+
+def task_texts(records: list[Record] | None = None, cells: int = 64) -> list[str]:
+    """Every string the tiny task can produce: the synthetic names, counts, separators and templates."""
+    names = [f"{c} {s}" for c in COLOURS for s in SHAPES]
+    texts = ["USER: ", "ASSISTANT:", "<seg>", "</seg>", " *", "| "]
+    texts += [f"Please segment the {n}." for n in names]
+    for label in ["others", *names]:
+        texts += [f"<seg>{label} *{k}| {label} *{k}\n {label} *{k}| others *1\n</seg>" for k in range(1, cells + 1)]
+    for r in records or ():
+        texts += [r.question, r.answer]
+    return texts
+
+
 def build_tiny(work_dir: str, *, image_size: int = 32, patch: int = 4, hidden: int = 64, layers: int = 2,
-               heads: int = 4, vision_hidden: int = 64, vision_layers: int = 2, seed: int = 0):
+               heads: int = 4, vision_hidden: int = 64, vision_layers: int = 2, seed: int = 0,
+               prune_for: list[str] | None = None):
     """A randomly initialised LLaVA-style model (CLIP vision tower + Llama LM) and its processor.
 
     The tokenizer is LLaMA's 32k SentencePiece model from the mistral-common
-    wheel, plus an ``<image>`` token; one image token per ``patch`` x ``patch``
-    patch, so a 32 px image at patch 4 is 64 tokens, one per cell of an 8 x 8 grid.
+    wheel (pruned to what ``prune_for`` texts need when given), plus an
+    ``<image>`` token; one image token per ``patch`` x ``patch`` patch, so a
+    32 px image at patch 4 is 64 tokens, one per cell of an 8 x 8 grid.
     """
     from transformers import (CLIPVisionConfig, LlamaConfig, LlamaTokenizer, LlavaConfig,
                               LlavaForConditionalGeneration, LlavaProcessor)
@@ -198,6 +243,10 @@ def build_tiny(work_dir: str, *, image_size: int = 32, patch: int = 4, hidden: i
         from transformers import CLIPImageProcessor as ImageProcessor
 
     tok = LlamaTokenizer.from_pretrained(tiny_tokenizer_dir(os.path.join(work_dir, "sp")))
+    if prune_for is not None:
+        pruned = LlamaTokenizer.from_pretrained(tiny_tokenizer_dir(os.path.join(work_dir, "sp-pruned"), prune_for))
+        _same_pieces(tok, pruned, prune_for)
+        tok = pruned
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
     tok.pad_token = tok.unk_token
     image_proc = ImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})

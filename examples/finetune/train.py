@@ -26,7 +26,6 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-import maskcodec as mc  # noqa: E402
 
 LORA_TARGET = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
@@ -79,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
     ti.add_argument("--tiny-hidden", type=int, default=64)
     ti.add_argument("--tiny-layers", type=int, default=2)
     ti.add_argument("--tiny-image-size", type=int, default=32)
+    ti.add_argument("--tiny-vocab", choices=["pruned", "full"], default="pruned",
+                    help="pruned: keep only the SentencePiece pieces the task's texts need (same tokenization, "
+                         "a ~100x smaller output layer); full: all 32k")
     ti.add_argument("--tiny-objects", type=int, default=2, help="shapes per image (1..N)")
     return p
 
@@ -100,9 +102,12 @@ def setup(args):
                                   max_objects=args.tiny_objects, seed=args.seed)
         args.train = args.train or os.path.join(data, "train.jsonl")
         args.val = args.val or os.path.join(data, "val.jsonl")
+        prune = None
+        if args.tiny_vocab == "pruned":
+            prune = common.task_texts(common.read_records(args.train, args.image_root), grid[0] * grid[1])
         model, processor = common.build_tiny(args.output_dir, image_size=args.tiny_image_size,
                                              patch=args.tiny_image_size // grid[0], hidden=args.tiny_hidden,
-                                             layers=args.tiny_layers, seed=args.seed)
+                                             layers=args.tiny_layers, seed=args.seed, prune_for=prune)
         base_dir = os.path.join(args.output_dir, "base")
         model.save_pretrained(base_dir)  # LoRA adapters of a tiny run resolve against this
         processor.save_pretrained(base_dir)
