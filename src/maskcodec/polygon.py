@@ -276,7 +276,8 @@ def mask_to_polygons(
 # =========================================================================== rendering
 
 
-def rasterize(polygons: Sequence, /, size, *, method: Literal["even-odd", "pillow"] = "even-odd") -> np.ndarray:
+def rasterize(polygons: Sequence, /, size, *,
+              method: Literal["even-odd", "pillow"] = "even-odd") -> np.ndarray:
     """Fill ``polygons`` (rings of ``(x, y)`` pixel-corner coordinates) by the even-odd rule.
 
     With ``method="even-odd"`` (the default) a pixel is foreground when its
