@@ -24,16 +24,25 @@ EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 pytestmark = pytest.mark.slow_without_jit
 
 
+_NAMES = ("common", "train", "evaluate")  # the example's modules import each other by these names
+
+
 @pytest.fixture(scope="module")
 def example():
+    """The example's modules, imported from examples/finetune without clobbering same-named modules."""
+    saved = {n: sys.modules.pop(n) for n in _NAMES if n in sys.modules}
     sys.path.insert(0, EXAMPLE)
     try:
+        import common
         import evaluate
         import train
 
-        yield train, evaluate
+        yield common, train, evaluate
     finally:
         sys.path.remove(EXAMPLE)
+        for n in _NAMES:
+            sys.modules.pop(n, None)
+        sys.modules.update(saved)
 
 
 def _losses(path):
@@ -43,7 +52,7 @@ def _losses(path):
 
 def test_tiny_train_and_evaluate(example, tmp_path):
     pytest.importorskip("maskcodec.hf")
-    train, evaluate = example
+    _, train, evaluate = example
     out = str(tmp_path / "run")
     rc = train.main([
         "--tiny", "--output-dir", out, "--grid", "8", "--tiny-train", "192", "--tiny-val", "8",
@@ -92,12 +101,8 @@ def test_tiny_train_and_evaluate(example, tmp_path):
     assert [s["text"] for s in reloaded] == [s["text"] for s in samples[:4]]
 
 
-def test_pruned_vocabulary_tokenizes_like_the_full_one(tmp_path):
-    sys.path.insert(0, EXAMPLE)
-    try:
-        import common
-    finally:
-        sys.path.remove(EXAMPLE)
+def test_pruned_vocabulary_tokenizes_like_the_full_one(example, tmp_path):
+    common = example[0]
     from transformers import LlamaTokenizer
 
     texts = common.task_texts(cells=16)
@@ -112,7 +117,7 @@ def test_pruned_vocabulary_tokenizes_like_the_full_one(tmp_path):
 def test_tiny_lora_path(example, tmp_path):
     """The LoRA (peft) path used for real models: adapters train, save, reload and merge."""
     pytest.importorskip("maskcodec.hf")
-    train, evaluate = example
+    _, train, evaluate = example
     out = str(tmp_path / "lora")
     assert train.main([
         "--tiny", "--lora", "--output-dir", out, "--grid", "4", "--tiny-image-size", "16", "--tiny-train", "16",

@@ -455,17 +455,27 @@ def baselines(train: list[Record], val: list[Record], grid, fmt: str) -> dict:
             c[y0:y0 + h, x0:x0 + w] = True
             candidates.append(c)
 
-    def score(cand, recs):
-        s = Scores("blob")
+    def targets(recs):
+        out = []
         for r in recs:
             with Image.open(r.image) as im:
                 size = im.size[::-1]
-            s.add(mc.render(cand, size), load_target(r, size, grid, fmt))
+            out.append((size, load_target(r, size, grid, fmt)))
+        return out
+
+    def score(cand, loaded):
+        s = Scores("blob")
+        rendered: dict = {}
+        for size, target in loaded:
+            if size not in rendered:
+                rendered[size] = mc.render(cand, size)
+            s.add(rendered[size], target)
         return s.summary()
 
-    sub = train[: min(len(train), 300)]
+    sub = targets(train[: min(len(train), 300)])
+    val_t = targets(val)
     best = max(candidates, key=lambda c: score(c, sub)["giou"])
-    return {"all_background": score(np.zeros((rows, cols), bool), val), "best_fixed_blob": score(best, val),
+    return {"all_background": score(np.zeros((rows, cols), bool), val_t), "best_fixed_blob": score(best, val_t),
             "best_fixed_blob_cells": int(best.sum())}
 
 

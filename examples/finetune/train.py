@@ -68,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--save-every", type=int, default=500, help="checkpoint every N optimizer steps (0: end only)")
     tr.add_argument("--log-every", type=int, default=10)
     tr.add_argument("--eval-samples", type=int, default=64, help="val samples generated at the end (0: none)")
+    tr.add_argument("--compare-unconstrained", action=argparse.BooleanOptionalAction, default=True,
+                    help="also generate without the logits processor in the final evaluation")
     tr.add_argument("--max-new-tokens", type=int, default=None, help="default: 4 tokens per cell + 32")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -229,7 +231,7 @@ def main(argv=None) -> int:
 
         evaluate.run_eval(model, processor, train, val[: args.eval_samples], grid=grid, fmt=args.format,
                           out_dir=args.output_dir, device=args.device, max_new_tokens=args.max_new_tokens,
-                          labels=None, compare_unconstrained=True)
+                          labels=None, compare_unconstrained=args.compare_unconstrained)
     log.close()
     return 0
 
