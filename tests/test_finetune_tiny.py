@@ -30,7 +30,10 @@ _NAMES = ("common", "train", "evaluate")  # the example's modules import each ot
 @pytest.fixture(scope="module")
 def example():
     """The example's modules, imported from examples/finetune without clobbering same-named modules."""
+    import torch
+
     saved = {n: sys.modules.pop(n) for n in _NAMES if n in sys.modules}
+    threads = torch.get_num_threads()  # train.py/evaluate.py set it; give it back afterwards
     sys.path.insert(0, EXAMPLE)
     try:
         import common
@@ -40,6 +43,7 @@ def example():
         yield common, train, evaluate
     finally:
         sys.path.remove(EXAMPLE)
+        torch.set_num_threads(threads)
         for n in _NAMES:
             sys.modules.pop(n, None)
         sys.modules.update(saved)
@@ -95,7 +99,7 @@ def test_tiny_train_and_evaluate(example, tmp_path):
     # evaluate.py reloads the saved checkpoint from disk and gets the same answers.
     again = str(tmp_path / "again")
     assert evaluate.main(["--checkpoint", os.path.join(out, "final"), "--limit", "4", "--output-dir", again,
-                          "--max-new-tokens", "160", "--device", "cpu"]) == 0
+                          "--max-new-tokens", "160", "--device", "cpu", "--threads", "1"]) == 0
     with open(os.path.join(again, "eval_samples_constrained.jsonl")) as f:
         reloaded = [json.loads(line) for line in f]
     assert [s["text"] for s in reloaded] == [s["text"] for s in samples[:4]]
@@ -130,7 +134,7 @@ def test_tiny_lora_path(example, tmp_path):
     with open(os.path.join(final, "maskcodec_run.json")) as f:
         run = json.load(f)
     assert run["lora"] is True and run["grid"] == [4, 4]
-    assert evaluate.main(["--checkpoint", final, "--limit", "2", "--max-new-tokens", "64", "--device", "cpu"]) == 0
+    assert evaluate.main(["--checkpoint", final, "--limit", "2", "--max-new-tokens", "64", "--device", "cpu", "--threads", "1"]) == 0
     with open(os.path.join(final, "eval.json")) as f:
         report = json.load(f)
     assert report["constrained"]["coarse"]["strict_parse_rate"] == 1.0

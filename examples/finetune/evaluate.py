@@ -109,7 +109,10 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--output-dir", default=None, help="default: the checkpoint folder")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     bf16 = args.device.startswith("cuda") if args.bf16 is None else args.bf16
     model, processor, run = load_checkpoint(args.checkpoint, device=args.device, bf16=bf16)
     grid_arg = args.grid or run.get("grid") or [16]

@@ -73,7 +73,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-new-tokens", type=int, default=None, help="default: 4 tokens per cell + 32")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    tr.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: 1 for --tiny on a CPU, where more threads on a busy "
+                         "machine made steps up to 50x slower here; else torch's default)")
     ti = p.add_argument_group("--tiny options")
     ti.add_argument("--tiny-train", type=int, default=512, help="synthetic training samples")
     ti.add_argument("--tiny-val", type=int, default=64, help="synthetic validation samples")
@@ -148,6 +150,8 @@ def save(model, processor, path: str, run: dict) -> None:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.threads is None and args.tiny and args.device == "cpu":
+        args.threads = 1
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
