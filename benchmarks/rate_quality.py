@@ -34,6 +34,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 COCO_FILE = ROOT / "tests" / "data" / "coco_val2014_segm100.json"
 OUT_JSON = ROOT / "benchmarks" / "rate_quality_results.json"
@@ -90,7 +92,66 @@ def run(*, limit: int | None = None, tokenizers: list[str] | None = None, grids=
         "tokenizers": list(counters),
         "masks": raw["masks"],
         "summary": C.summarize(raw),
+        "dialect_savings_16x16": dialect_savings(limit=limit, tokenizers=paths),
     }
+
+
+def label_regimes(limit: int | None = None, grid: int = 16) -> dict[str, list]:
+    """Grids in three label regimes: COCO category names, a long referring-style label, and
+    per-image semantic maps (every instance of an image, one label per category)."""
+    from collections import defaultdict
+
+    import maskcodec as mc
+
+    anns = json.loads(COCO_FILE.read_text())[:limit]
+    pairs = load_pairs(limit)
+    category = [mc.encode_grid(m, lab, grid=grid) for m, lab in pairs]
+    referring = [mc.encode_grid(m, f"the {lab} on the left of the picture", grid=grid) for m, lab in pairs]
+    by_image: dict = defaultdict(list)
+    for ann, (m, lab) in zip(anns, pairs):
+        by_image[ann["image_id"]].append((ann["category_id"], m, lab))
+    semantic = []
+    for items in by_image.values():
+        ids = np.zeros(items[0][1].shape, dtype=np.int64)
+        for cat, m, _ in items:
+            ids[m] = cat
+        semantic.append(mc.encode_grid(ids, {cat: lab for cat, _, lab in items}, grid=grid))
+    return {"category": category, "referring": referring, "semantic": semantic}
+
+
+def dialect_savings(*, limit: int | None = None, tokenizers: list[str] | None = None, grid: int = 16) -> dict:
+    """Mean and median tokens of R-RLE and each dialect per label regime, and the saving of the mean."""
+    from maskcodec import _cli_compare as C
+    from maskcodec import dialects
+    from maskcodec.text import to_text
+
+    counters = C._counters(default_tokenizers() if tokenizers is None else tokenizers)
+    out: dict = {}
+    for regime, grids in label_regimes(limit, grid).items():
+        row: dict = {"grids": len(grids)}
+        for fmt in ("rrle", *dialects.DIALECTS):
+            texts = [to_text(g) if fmt == "rrle" else dialects.to_text(g, fmt) for g in grids]
+            row[fmt] = {}
+            for name, count in counters.items():
+                n = np.array([count(t) for t in texts])
+                base = row["rrle"][name]["mean"] if fmt != "rrle" else n.mean()
+                row[fmt][name] = {"median": float(np.median(n)), "mean": float(n.mean()),
+                                  "saving": float(1 - n.mean() / base)}
+        out[regime] = row
+    return out
+
+
+def savings_markdown(savings: dict, tokenizers: list[str]) -> str:
+    lines = ["| labels | grids | format | " + " | ".join(f"{t} median | mean | fewer" for t in tokenizers) + " |",
+             "|---|---:|---|" + "---:|---:|---:|" * len(tokenizers)]
+    for regime, row in savings.items():
+        for fmt, per in row.items():
+            if fmt == "grids":
+                continue
+            cells = [f"{per[t]['median']:g} | {per[t]['mean']:.1f} | "
+                     + ("" if fmt == "rrle" else f"{100 * per[t]['saving']:.0f}%") for t in tokenizers]
+            lines.append(f"| {regime} | {row['grids']} | {fmt} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def render_markdown(doc: dict) -> str:
@@ -111,7 +172,13 @@ def render_markdown(doc: dict) -> str:
                "The best oracle cIoU each codec family reaches with a mean answer length (first tokenizer) "
                "within the budget; cells read `cIoU (configuration, mean tokens)`.", "",
                C.budget_table(doc["summary"], doc["tokenizers"][0], BUDGETS)]
-    return "\n".join(head) + C.markdown(doc["summary"], doc["tokenizers"]) + "\n".join(budgets)
+    savings = ["", "## Dialect savings by label regime (16x16, nearest)", "",
+               "`category`: one COCO category name per mask; `referring`: the same masks labelled "
+               "`the <category> on the left of the picture`; `semantic`: one grid per image with every "
+               "instance, one label per category.  `fewer` is 1 - mean / mean of R-RLE.", "",
+               savings_markdown(doc["dialect_savings_16x16"], doc["tokenizers"])]
+    return ("\n".join(head) + C.markdown(doc["summary"], doc["tokenizers"]) + "\n".join(budgets)
+            + "\n".join(savings))
 
 
 def main(argv=None) -> int:
