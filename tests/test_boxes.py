@@ -138,7 +138,7 @@ INVALID = [
     ("<seg><box>1 2 3 100</box>dog *1\n</seg>", 1, 17, "y1 100 is out of range 0..99"),
     ("<seg><box>01 2 3 4</box>dog *1\n</seg>", 1, 11, "x0 '01' starts with 0"),
     ("<seg><box>5 2 3 4</box>dog *1\n</seg>", 1, 15, "x1 3 is out of range 5..99"),
-    ("<seg><box>1 2 3 4</box>dog *1\n others *2\n</seg>", 2, 10, "count 2 exceeds the 1 cells left"),
+    ("<seg><box>1 2 3 4</box>dog *1\n others *2\n</seg>", 2, 10, "count 2 exceeds the 1 cell left"),
     ("<seg>dog *1\n</seg>", 1, 6, "expected '<box>'"),
     ("<seg><box>1 2 3 4</box>dog *1\n", 2, 1, "cut off"),
 ]

@@ -133,9 +133,12 @@ def test_relabel():
     assert upper.labels == ("OTHERS", "CAT", "KITTEN", "DOG") and upper.ids.tolist() == g.ids.tolist()
     as_bg = g.relabel({"dog": "others"})
     assert as_bg.ids.tolist() == [[0, 1, 2, 0]]
-    # Renaming the background onto a class merges that class into the background.
-    onto = g.relabel({"others": "cat"})
-    assert onto.labels == ("cat", "kitten", "dog") and onto.ids.tolist() == [[0, 0, 1, 2]]
+    # Renaming the background onto a class would silently erase that class: refused.
+    with pytest.raises(mc.LabelError, match="renames the background to 'cat'"):
+        g.relabel({"others": "cat"})
+    # Renaming both is an explicit merge and allowed.
+    both = g.relabel({"others": "bg", "cat": "bg"})
+    assert both.labels == ("bg", "kitten", "dog") and both.ids.tolist() == [[0, 0, 1, 2]]
     with pytest.raises(mc.LabelError, match="appears twice|safe|'\\|'"):
         g.relabel({"cat": "a|b"}).to_text()
 

@@ -320,7 +320,7 @@ DATA = __import__("pathlib").Path(__file__).parent / "data"
 # Every invalid text, the options it is parsed with, and the exact error: line, column, message.
 INVALID = {
     'short_row': ({}, 2, 19, 'row 2 has 3 cells, expected 4'),
-    'long_row': ({}, 2, 29, 'count 2 exceeds the 1 cells left'),
+    'long_row': ({}, 2, 29, 'count 2 exceeds the 1 cell left'),
     'newline_without_space': ({}, 2, 1, "expected ' ' (next row) or '</seg>', found 'o'"),
     'truncated_answer': ({}, 2, 24, "expected ' *' and a count after 'oth', found end of text"),
     'huge_count': ({}, 1, 14, 'count 99999999999 exceeds the 1024 cells left'),
@@ -328,8 +328,8 @@ INVALID = {
     'label_with_count_mark': ({}, 1, 22, "expected a count after '*', found 'f'"),
     'pipe_without_space': ({}, 1, 16, "expected '| ' between runs, found '|' then 'd'"),
     'pipe_in_label': ({}, 1, 20, "expected ' *' and a count after 'cat', found '|'"),
-    'leading_zero_count': ({}, 1, 14, "count '04' starts with 0"),
-    'zero_count': ({}, 1, 14, "count '0' starts with 0"),
+    'leading_zero_count': ({}, 1, 14, "count '04' has a leading zero"),
+    'zero_count': ({}, 1, 14, "count '0' is zero; a run has at least 1 cell"),
     'empty_label': ({}, 1, 6, "empty label before ' *'"),
     'empty_label_after_separator': ({}, 1, 17, "empty label before ' *'"),
     'missing_count': ({}, 1, 14, "expected a count after '*', found '\\n'"),
@@ -348,7 +348,7 @@ INVALID = {
     'irle_not_square_without_grid': ({'format': 'irle'}, 1, 23, 'cannot infer the grid of 6 cells (not a square); pass grid=(rows, cols)'),
     'full_too_few_cells': ({'grid': 2, 'format': 'full'}, 1, 25, 'expected 4 cells, got 3'),
     'full_too_many_cells': ({'grid': 2, 'format': 'full'}, 1, 32, 'more than 4 cells'),
-    'full_pipe_without_space': ({'grid': 2, 'format': 'full'}, 1, 13, "expected '| ' between runs, found '|' then 'd'"),
+    'full_pipe_without_space': ({'grid': 2, 'format': 'full'}, 1, 13, "expected '| ' between labels, found '|' then 'd'"),
     'full_star_in_label': ({'grid': 2, 'format': 'full'}, 1, 18, "found '*' inside a label"),
     'no_envelope_trailing_text': ({'envelope': False}, 3, 1, "expected ' ' (next row) or end of text, found 't'"),
     'tab_before_count': ({}, 1, 13, "expected a space before '*'"),
@@ -424,6 +424,18 @@ def test_valid_texts_parse_to_their_grids(name):
 # (text, options, grid ids expected, [(kind, line, column), ...] in order)
 REPAIR_CASES = {
     "no_block": ("no answer here", {"grid": 2}, [[0, 0], [0, 0]], [("no_block", 1, 1)]),
+    "bad_count": (
+        "<seg>others *02\n dog *1| others *01\n</seg>",
+        {"grid": 2},
+        [[0, 0], [1, 0]],
+        [("bad_count", 1, 6), ("bad_count", 2, 9)],
+    ),
+    "extra_blank": (
+        "<seg>others *2\n  dog *1|  others *1\n</seg>",
+        {"grid": 2},
+        [[0, 0], [1, 0]],
+        [("bad_separator", 2, 1), ("bad_separator", 2, 9)],
+    ),
     "unterminated": (
         "<seg>others *2\n dog *2\n oth",
         {"grid": 2},

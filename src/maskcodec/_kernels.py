@@ -20,6 +20,9 @@ import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True)
 
+#: True when NUMBA_DISABLE_JIT=1 runs the kernels as plain Python.
+JIT_DISABLED = bool(numba.config.DISABLE_JIT)
+
 # Text format codes shared with the Python side.
 FMT_RRLE = 0
 FMT_IRLE = 1

@@ -86,7 +86,7 @@ class Repair(NamedTuple):
     ``bad_run``, ``bad_separator``, ``clamped_count``, ``short_row``,
     ``long_row``, ``empty_row``, ``missing_rows``, ``extra_rows``,
     ``unknown_label``, ``mapped_label``, ``unsafe_label``, ``inferred_grid``,
-    ``short_body``, ``long_body``; in ``"text4seg"`` mode only ``no_block`` and
+    ``short_body``, ``long_body``, ``bad_count``; in ``"text4seg"`` mode only ``no_block`` and
     ``reference_error`` (why the reference decoder gave an all-background
     grid: the mask is unchanged, the record only explains it).
     """
@@ -207,19 +207,22 @@ class _Strict:
         digits = src[pos:k]
         if not digits:
             raise self.error(f"expected a count after '*', found {_show(src, pos)}", pos, "a count")
+        if digits.strip("0") == "":
+            raise self.error(f"count {digits!r} is zero; a run has at least 1 cell", pos, "a count from 1")
         if digits[0] == "0":
-            raise self.error(f"count {digits!r} starts with 0", pos, "a count from 1")
+            raise self.error(f"count {digits!r} has a leading zero", pos, "a count from 1")
         if len(digits) > _MAX_COUNT_DIGITS or int(digits) > limit:
-            raise self.error(f"count {digits} exceeds the {limit} cells left", pos, f"a count <= {limit}")
+            left = f"{limit} cell{'s' if limit != 1 else ''} left"
+            raise self.error(f"count {digits} exceeds the {left}", pos, f"a count <= {limit}")
         return k, ident, int(digits)
 
-    def sep(self, pos):
+    def sep(self, pos, what="runs"):
         """After a run or label: ``"| "`` (True), the body end (False) or an error."""
         src = self.src
         if src.startswith(RUN_SEP, pos):
             return True
         if pos < self.end and src[pos] == "|":
-            raise self.error(f"expected '| ' between runs, found '|' then {_show(src, pos + 1)}", pos + 1, "' '")
+            raise self.error(f"expected '| ' between {what}, found '|' then {_show(src, pos + 1)}", pos + 1, "' '")
         return False
 
     def row(self, pos, r, out):
@@ -319,7 +322,7 @@ class _Strict:
                 raise self.error(f"more than {limit} cells", pos)
             cells.append(self.intern(name, pos))
             pos = stop
-            if not self.sep(pos):
+            if not self.sep(pos, "labels"):
                 break
             pos += len(RUN_SEP)
         return self._flat_end(pos, np.asarray(cells, dtype=np.int64))
@@ -439,9 +442,10 @@ class _Repairer:
             if mapped is not None:
                 self.note("mapped_label", pos, f"label {name!r} read as {mapped!r}")
                 ident = self._add(mapped)
-            elif self.unknown == "keep" and is_safe_label(name):
-                self.note("unknown_label", pos, f"unknown label {name!r} kept")
-                ident = self._add(name)
+            elif self.unknown == "keep":
+                kept = name if is_safe_label(name) else safe_label(name, fallback=self.background)
+                self.note("unknown_label", pos, f"unknown label {name!r} kept as {kept!r}")
+                ident = 0 if kept == self.background else self._add(kept)
             else:
                 self.note("unknown_label", pos, f"unknown label {name!r} read as background")
                 ident = 0
@@ -475,14 +479,16 @@ class _Repairer:
             pos += len(piece) + 1
             if k > 0 and piece and not piece.startswith(" "):
                 self.note("bad_separator", ppos - 1, "'|' without the space after it")
+            elif k > 0 and piece[1:2].isspace():
+                self.note("bad_separator", ppos - 1, "more than one blank after '|'")
             if not piece.strip():
                 if len(pieces) > 1:
                     self.note("bad_run", ppos, "empty run dropped")
                 continue
             scanned = list(_scan_runs(piece))
-            for j, (label, count, off) in enumerate(scanned):
+            for j, (raw_label, count, off, tidy) in enumerate(scanned):
                 rpos = ppos + off
-                label = label.strip()
+                label = raw_label.strip()
                 if count is None or not label:
                     if truncated and k == len(pieces) - 1 and j == len(scanned) - 1:
                         continue  # the unfinished run of a truncated answer
@@ -491,6 +497,10 @@ class _Repairer:
                     continue
                 if j > 0:
                     self.note("bad_separator", rpos, "run not preceded by '| '")
+                if not tidy or not raw_label.endswith(" ") or raw_label[-2:-1].isspace():
+                    self.note("bad_separator", rpos, f"expected ' *' right before the count of {label[:40]!r}")
+                if len(count) > 1 and count[0] == "0" and count.strip("0"):
+                    self.note("bad_count", rpos, f"count {count[:12]!r} has a leading zero; read as {int(count[:12])}")
                 if len(count) > _MAX_COUNT_DIGITS or int(count) > limit:
                     self.note("clamped_count", rpos, f"count {count[:12]} clamped to {limit}")
                     n = limit
@@ -504,7 +514,10 @@ class _Repairer:
 
 
 def _scan_runs(piece: str):
-    """Yield (label, digits or None, offset) for each ``label *digits`` in ``piece``."""
+    """Yield (label, digits or None, offset, tidy) for each ``label *digits`` in ``piece``.
+
+    ``tidy`` is False when blanks stood between the ``*`` and the digits.
+    """
     i = 0
     n = len(piece)
     search = 0
@@ -512,7 +525,7 @@ def _scan_runs(piece: str):
         star = piece.find("*", search)
         if star < 0:
             if piece[i:].strip():
-                yield piece[i:], None, i
+                yield piece[i:], None, i, True
             return
         j = star + 1
         while j < n and piece[j] == " ":
@@ -523,7 +536,7 @@ def _scan_runs(piece: str):
         if k == j:  # a "*" without digits is part of the label
             search = star + 1
             continue
-        yield piece[i:star], piece[j:k], i
+        yield piece[i:star], piece[j:k], i, j == star + 1
         i = search = k
 
 
@@ -564,8 +577,11 @@ def _repair_rrle(rp, body, base, complete):
             continue
         if not terminated and complete:
             rp.note("bad_separator", lpos + len(line), "missing newline before '</seg>'")
-        if not line.startswith(" ") and raw_rows:
+        blanks = len(line) - len(line.lstrip())
+        if raw_rows and not line.startswith(" "):
             rp.note("bad_separator", lpos, "row not preceded by '\\n '")
+        elif blanks > (1 if raw_rows else 0):  # "\n " gives later rows exactly one
+            rp.note("bad_separator", lpos, "extra blanks at the start of a row")
         limit = rp.cols if rp.cols is not None else MAX_GRID_SIDE
         raw_rows.append((rp.runs(line, lpos, limit, False), lpos))
     if rp.cols is None or rp.rows is None:
@@ -575,7 +591,9 @@ def _repair_rrle(rp, body, base, complete):
         if rp.rows is None:
             n = len(raw_rows)
             rp.rows = rp.cols if (not complete and n < rp.cols) or n == 0 else min(n, MAX_GRID_SIDE)
-        rp.note("inferred_grid", base, f"grid inferred as {rp.rows}x{rp.cols}")
+        # Complete text whose rows all have one width determines the grid: no guess to record.
+        if not (complete and sums and len(raw_rows) == len(sums) and len(set(sums)) == 1):
+            rp.note("inferred_grid", base, f"grid inferred as {rp.rows}x{rp.cols}")
     rows, cols = rp.rows, rp.cols
     ids = np.zeros((rows, cols), dtype=np.int64)
     for r, (runs, lpos) in enumerate(raw_rows):
@@ -710,11 +728,14 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background):
     seq = [s.strip() for s in seq]
     # translate: a fixed table (semantic script) or ids by first appearance (referring script)
     if vocab_list is not None:
-        vocab_list = [v for v in dict.fromkeys(vocab_list) if v != background]
+        # As the reference's dict: a repeated name keeps its last index.
         table = {name: i + 1 for i, name in enumerate(vocab_list)}
         table[background] = 0
-        ids = [table.get(s, 0) for s in seq[:want]]
-        names = [background, *vocab_list]
+        by_id = {i: name for name, i in table.items()}
+        order = sorted(by_id)
+        compact = {i: k for k, i in enumerate(order)}
+        ids = [compact[table.get(s, 0)] for s in seq[:want]]
+        names = [by_id[i] for i in order]
     else:
         order = list(dict.fromkeys(seq))
         if background in order:

@@ -229,18 +229,26 @@ class LabelGrid:
     def relabel(self, mapping) -> LabelGrid:
         """A grid whose labels are renamed by ``mapping`` (a dict or a callable).
 
-        Labels that end up equal are merged into one id.
+        Labels that end up equal are merged into one id; renaming a foreground
+        label to the background's name merges it into the background.
+        Renaming the *background* to a name that a foreground label keeps is
+        refused, since it would silently turn that label's cells into
+        background.
         """
         fn = mapping if callable(mapping) else (lambda s: mapping.get(s, s))
         new = [fn(lab) for lab in self._labels]
+        if new[0] != self._labels[0]:
+            for old, lab in zip(self._labels[1:], new[1:]):
+                if lab == new[0] and lab == old:
+                    raise LabelError(
+                        f"relabel renames the background to {lab!r}, a foreground label of this grid"
+                    )
         uniq: list[str] = []
         remap = np.empty(len(new), dtype=np.int64)
         for i, lab in enumerate(new):
             if lab not in uniq:
                 uniq.append(lab)
             remap[i] = uniq.index(lab)
-        if remap[0] != 0:
-            raise LabelError("relabel must keep the background first")
         return LabelGrid(remap[self._ids], uniq)
 
     def canonical(self) -> LabelGrid:

@@ -197,6 +197,12 @@ def _area_weights(mask: np.ndarray, rows: int, cols: int):
     inner = -(-h // r)
     full = np.empty(w, dtype=np.uint8 if inner <= 255 else np.int32)
     seen = np.zeros(w, dtype=m.dtype)
+    if _k().JIT_DISABLED and m.dtype != np.uint8:
+        # As plain Python the lanes would warn about the overflow that the
+        # returned flag already reports; compiled, they wrap silently.
+        with np.errstate(over="ignore"):
+            big = _k().area_binary(m, ytab[0], ytab[1], ytab[2], xtab[0], xtab[1], xtab[2], full, seen, out)
+        return (out.T if transposed else out), not big
     big = _k().area_binary(m, ytab[0], ytab[1], ytab[2], xtab[0], xtab[1], xtab[2], full, seen, out)
     return (out.T if transposed else out), not big
 
