@@ -139,3 +139,18 @@ def test_tiny_lora_path(example, tmp_path):
         report = json.load(f)
     assert report["constrained"]["coarse"]["strict_parse_rate"] == 1.0
     assert report["constrained"]["coarse"]["n"] == 2
+
+    # The real-run path (no --tiny): any local or hub checkpoint through AutoProcessor /
+    # AutoModelForImageTextToText, LoRA by default, JSONL from disk.
+    real = str(tmp_path / "real")
+    assert train.main([
+        "--model", os.path.join(out, "base"), "--train", os.path.join(out, "data", "train.jsonl"),
+        "--val", os.path.join(out, "data", "val.jsonl"), "--grid", "4", "--output-dir", real,
+        "--max-steps", "1", "--batch-size", "2", "--grad-accum", "1", "--eval-samples", "2",
+        "--max-new-tokens", "64", "--device", "cpu", "--threads", "1", "--no-compare-unconstrained",
+    ]) == 0
+    with open(os.path.join(real, "final", "maskcodec_run.json")) as f:
+        assert json.load(f)["lora"] is True
+    with open(os.path.join(real, "eval.json")) as f:
+        report = json.load(f)
+    assert "unconstrained" not in report and report["constrained"]["coarse"]["strict_parse_rate"] == 1.0
