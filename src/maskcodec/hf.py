@@ -568,20 +568,20 @@ class TokenAutomaton:
             return best
         if pend >= 0:
             return b""
-        out = b""
-        cur = (lab, partial)
-        while True:
-            lab, partial = cur
-            if not partial and label_accepts(lab):
-                return out
-            for b in ([0x80, 0x81, 0x90, 0xA0] if partial else [0x61, 0x78]):
-                nxt = self._lab_step(lab, partial, b)
-                if nxt is not None:
-                    out += bytes([b])
-                    cur = nxt
-                    break
-            else:
-                return None
+        # Shortest bytes to an accepting state that never pass through white space (so the
+        # label-length bound, which counts a partial character as non-space, still holds).
+        frontier = [(b"", lab, partial)]
+        for _ in range(5):
+            nxt = []
+            for out, lb, part in frontier:
+                if not part and label_accepts(lb):
+                    return out
+                for b in (range(0x80, 0xC0) if part else (0x61,)):
+                    st = self._lab_step(lb, part, b)
+                    if st is not None and (st[1] or st[0] != SPACE):
+                        nxt.append((out + bytes([b]), st[0], st[1]))
+            frontier = nxt
+        return None
 
     def _depth(self, node):
         if not hasattr(self, "_ldepth"):
@@ -625,8 +625,8 @@ class TokenAutomaton:
                 if end is None:
                     return None
                 pieces.append(end)
-            else:  # P_SEP
-                k = s[2] + 1
+            else:  # P_SEP: s[2] cells are left to write, the next one included
+                k = s[2]
                 pieces.append(b" " + bg)
             pieces.extend([b"| " + bg] * (k - 1))
             pieces.append(b"\n")
