@@ -340,3 +340,16 @@ def test_processor_drives_a_toy_vocabulary_to_the_end():
         text += toy.pieces[tid]
     assert tid == 2
     assert mc.parse(text, grid=(3, 4), labels=["dx"]).grid.shape == (3, 4)
+
+
+@pytest.mark.slow_without_jit
+def test_benchmark_runs_as_a_smoke_test(capsys):
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_logits.py"
+    spec = importlib.util.spec_from_file_location("bench_logits", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--smoke"])
+    out = capsys.readouterr().out
+    assert out.count("ms") >= 8 and "tekken-131k" in out and "sentencepiece-32k" in out
