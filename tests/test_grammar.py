@@ -217,3 +217,10 @@ def test_cli_grammar(tmp_path, capsys):
     assert main(["grammar", "--grid", "1", "2", "3"]) == 1
     assert main(["grammar", "--any-label", "--labels", "x"]) == 1
     assert main(["grammar", "--labels", "a|b"]) == 1
+
+
+def test_canonical_with_the_background_only():
+    """One label: a canonical row is a single run."""
+    assert check("<seg>others *3\n</seg>", "rrle", (1, 3), (), True, canonical=True)
+    assert not check("<seg>others *1| others *2\n</seg>", "rrle", (1, 3), (), True, canonical=True)
+    assert check("<seg>others *6\n</seg>", "irle", (2, 3), (), True, canonical=True)

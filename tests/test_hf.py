@@ -353,3 +353,62 @@ def test_benchmark_runs_as_a_smoke_test(capsys):
     bench.main(["--smoke"])
     out = capsys.readouterr().out
     assert out.count("ms") >= 8 and "tekken-131k" in out and "sentencepiece-32k" in out
+
+
+# ============================================================================ the automaton on a byte vocabulary
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from maskcodec._vocab import Vocab  # noqa: E402
+from strategies import examples, label_sets  # noqa: E402
+
+#: Every single byte, plus tokens that cross grammar symbols.
+_BYTE_VOCAB = Vocab(
+    tuple([None, None, None] + [bytes([b]) for b in range(256)]
+          + [b"| ", b" *", b"\n ", b"*1", b"6|", b"1\n", b"\n</seg>", b"<seg>", b" others", b"others *2| ",
+             b"\xe2\x98", b"\x95 x", b"a <s", b"eg>", b"\t"]),
+    (2,), "test",
+)
+
+
+@given(labels=st.one_of(st.none(), label_sets(max_labels=3, background="others").map(lambda t: t[1:])),
+       fmt=st.sampled_from(["rrle", "irle", "full"]), rows=st.integers(1, 3), cols=st.integers(1, 4),
+       canonical=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=examples(60))
+def test_random_walks_end_in_answers_the_parser_accepts(labels, fmt, rows, cols, canonical, seed):
+    """A random walk over allowed tokens never gets stuck, every mask equals byte-by-byte stepping,
+    and the finished text parses strictly with exactly rows x cols cells."""
+    canonical = canonical and labels is not None and fmt != "full"
+    auto = TokenAutomaton(_BYTE_VOCAB, rows, cols, labels, format=fmt, canonical=canonical, max_label_len=5)
+    rng = np.random.default_rng(seed)
+    state, text = auto.start(), b""
+    for _ in range(3000):
+        if state[0] == 6:  # done
+            break
+        ids = auto.allowed_ids(state)
+        assert ids.size, (text, state)
+        assert set(ids.tolist()) == _brute(auto, state)
+        # Prefer ending labels and counts now and then, so walks finish.
+        tid = int(rng.choice(ids))
+        text += _BYTE_VOCAB.pieces[tid]
+        state = auto.walk_bytes(state, _BYTE_VOCAB.pieces[tid])
+    else:
+        return  # a very long label walk; nothing to check at the end
+    res = mc.parse(text.decode("utf-8"), grid=(rows, cols), format=fmt, labels=labels)
+    assert res.grid.shape == (rows, cols) and res.end == len(text.decode("utf-8"))
+    if canonical:
+        body = text.decode("utf-8")[5:-7]
+        lines = body.split("\n ") if fmt == "rrle" else [body]
+        for line in lines:
+            names = [run.rsplit(" *", 1)[0] for run in line.split("| ")]
+            assert all(a != b for a, b in zip(names, names[1:]))
+
+
+def test_importing_hf_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, maskcodec.hf, maskcodec.grammar; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

@@ -409,11 +409,14 @@ def _cfg(fmt, rows, cols, names, envelope, canonical, form, max_size):
         else:
             m = len(names)
             lines.append(f"row{define}r{width}_{m}")  # previous label m: none yet
+            # With one label only, a row is that label once: no second run could differ.
+            more = m > 1
             for k in range(1, width + 1):
                 for p in range(m + 1):
-                    lines.append(f"r{k}_{p}{define}" + " | ".join(f"u{k}_{l}" for l in range(m) if l != p))
+                    if more or p == m:
+                        lines.append(f"r{k}_{p}{define}" + " | ".join(f"u{k}_{l}" for l in range(m) if l != p))
                 for l in range(m):
-                    alts = [f"{lit(str(n))} {lit('| ')} r{k - n}_{l}" for n in range(1, k)] + [lit(str(k))]
+                    alts = [f"{lit(str(n))} {lit('| ')} r{k - n}_{l}" for n in range(1, k) if more] + [lit(str(k))]
                     body = alts[0] if len(alts) == 1 else "(" + " | ".join(alts) + ")"
                     lines.append(f"u{k}_{l}{define}{lit(names[l])} {lit(' *')} {body}")
     if names is not None:
@@ -464,7 +467,7 @@ def _regex(fmt, rows, cols, names, envelope, canonical, max_size):
                     for lab in range(m):
                         if lab == p:
                             continue
-                        alts = [f"{n}{sep}{cmemo[(k - n, lab)]}" for n in range(1, k)] + [str(k)]
+                        alts = [f"{n}{sep}{cmemo[(k - n, lab)]}" for n in range(1, k) if m > 1] + [str(k)]
                         parts.append(f"{_re_lit(names[lab])}{star}(?:{'|'.join(alts)})")
                     cmemo[(k, p)] = "(?:" + "|".join(parts) + ")"
             row = cmemo[(width, m)]

@@ -316,10 +316,14 @@ class TokenAutomaton:
                 if v == 0 and b == 0x30:
                     return None
                 nv = v * 10 + (b - 0x30)
+                if self.canonical and len(self.names) == 1 and not str(k).startswith(str(nv)):
+                    return None  # one label: the run must fill the row
                 return (P_CNT, rl, k, nv, prev) if nv <= k else None
             if v == 0:
                 return None
             if b == 0x7C and v < k:  # "|"
+                if self.canonical and len(self.names) == 1:
+                    return None  # one label: a second run in the row would repeat it
                 return (P_SEP, rl, k - v, prev)
             if b == 0x0A and v == k:
                 if rl > 1:
@@ -755,9 +759,11 @@ def automaton_for(tokenizer, rows, cols, labels=None, **options) -> TokenAutomat
     """A (cached) :class:`TokenAutomaton` for a tokenizer, grid and label set."""
     vocab, trie = _vocab_and_trie(tokenizer)
     names = None if labels is None else tuple(labels)
-    key = (id(tokenizer), rows, cols, names, tuple(sorted(options.items())))
+    # Keyed by the vocabulary object, which the cached automaton keeps alive (so its id
+    # cannot be reused by another tokenizer's vocabulary while the entry exists).
+    key = (id(vocab), rows, cols, names, tuple(sorted(options.items())))
     hit = _AUTOMATA.get(key)
-    if hit is not None:
+    if hit is not None and hit.vocab is vocab:
         _AUTOMATA.move_to_end(key)
         return hit
     auto = TokenAutomaton(vocab, rows, cols, names, trie=trie, **options)
