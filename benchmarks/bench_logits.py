@@ -10,7 +10,9 @@ and label mode (a fixed label, any safe label) it reports:
 * build: reading the vocabulary into bytes, the trie, and the automaton (once per tokenizer);
 * cold: mean processor time per token over the first sequence (every state's mask is new),
   and that sequence's total ("first seq": the lazily built masks, the real one-time cost);
-* warm: mean and median processor time per token over later sequences (masks cached).
+* warm: mean and median processor time per token over later sequences (masks cached);
+* naive: the obvious baseline, stepping every token's bytes through the same automaton at each
+  step (mean over 10 steps), and its ratio to the warm mean.
 
 The "model" is a stream of random scores (argmax picks the token), so the
 numbers are the processor's alone; one sequence per call (batch 1), torch on
@@ -58,6 +60,21 @@ def run_sequence(proc, vocab, rng, budget):
     return times
 
 
+def naive_ms(auto, rng, steps):
+    """The baseline: every token's bytes stepped through the automaton at every step (ms per step)."""
+    pieces = auto.vocab.pieces
+    state = auto.start()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        ok = [i for i, p in enumerate(pieces) if p and auto.walk_bytes(state, p) is not None]
+        times.append(time.perf_counter() - t)
+        state = auto.walk_bytes(state, pieces[int(rng.choice(ok))])
+        if state[0] == 6:
+            break
+    return 1e3 * statistics.mean(times)
+
+
 def main(argv=None):
     import numpy as np
     import torch
@@ -73,7 +90,7 @@ def main(argv=None):
     grid, nseq = (4, 2) if args.smoke else (args.grid, args.sequences)
     budget = max(60, 25 * grid)
     print(f"grid {grid}x{grid}, R-RLE, max_new_tokens={budget}, {nseq} sequences per row; times per generated token")
-    print(f"{'vocabulary':<18} {'labels':<12} {'vocab+trie':>10} {'automaton':>10} {'cold':>9} {'warm mean':>10} {'warm p50':>9} {'first seq':>9} {'tokens':>7}")
+    print(f"{'vocabulary':<18} {'labels':<12} {'vocab+trie':>10} {'automaton':>10} {'cold':>9} {'warm mean':>10} {'warm p50':>9} {'first seq':>9} {'tokens':>7} {'naive':>9} {'naive/warm':>10}")
     for name, tok in tokenizers():
         t = time.perf_counter()
         vocab, _ = hf._vocab_and_trie(tok)  # cached for the processors below
@@ -89,9 +106,10 @@ def main(argv=None):
             for _ in range(nseq - 1):
                 warm += run_sequence(proc, vocab.size, rng, budget)
             warm = warm or cold
+            naive = naive_ms(proc.auto, rng, 3 if args.smoke else 10)
             print(f"{name:<18} {mode:<12} {t_vocab:>9.2f}s {t_build:>9.2f}s {1e3 * statistics.mean(cold):>7.2f}ms "
                   f"{1e3 * statistics.mean(warm):>8.3f}ms {1e3 * statistics.median(warm):>7.3f}ms {sum(cold):>8.2f}s "
-                  f"{len(cold) + len(warm):>7}")
+                  f"{len(cold) + len(warm):>7} {naive:>7.1f}ms {naive / (1e3 * statistics.mean(warm)):>9.0f}x")
 
 
 if __name__ == "__main__":
