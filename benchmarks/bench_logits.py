@@ -40,7 +40,7 @@ def tokenizers():
     tmp = Path(tempfile.mkdtemp())
     shutil.copy(data / "tokenizer.model.v1", tmp / "tokenizer.model")
     yield "sentencepiece-32k", transformers.LlamaTokenizer.from_pretrained(str(tmp))
-    yield "tekken-131k", load_tekken(sorted(data.glob("tekken_*.json"))[0])
+    yield "tekken-131k", load_tekken(min(data.glob("tekken_*.json")))
 
 
 def run_sequence(proc, vocab, rng, budget):

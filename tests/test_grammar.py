@@ -8,20 +8,21 @@ parser, the regex in Python's ``re``.  Ground truth is
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from strategies import any_strings, examples, label_grids, mutated
 
 import maskcodec as mc
 from maskcodec import grammar
 from maskcodec.grammar import export_grammar
-from strategies import any_strings, examples, label_grids, mutated
 
 lark = pytest.importorskip("lark")
 xgr = pytest.importorskip("xgrammar")
-from xgrammar.testing import _is_grammar_accept_string  # noqa: E402
+from xgrammar.testing import _is_grammar_accept_string
 
 FORMATS = ["rrle", "irle", "full"]
 
@@ -35,7 +36,7 @@ def strict_accepts(text, *, fmt, grid, labels, envelope, canonical=False, backgr
     if (res.start, res.end) != (0, len(text)):
         return False
     if canonical and fmt != "full":
-        return all(a != b for row in _runs(text, fmt) for a, b in zip(row, row[1:]))
+        return all(a != b for row in _runs(text, fmt) for a, b in itertools.pairwise(row))
     return True
 
 
@@ -48,7 +49,7 @@ def _runs(text, fmt):
 
 @functools.lru_cache(maxsize=256)
 def engines(fmt, grid, labels, envelope, canonical):
-    kw = dict(format=fmt, grid=grid, labels=labels, envelope=envelope, canonical=canonical)
+    kw = {"format": fmt, "grid": grid, "labels": labels, "envelope": envelope, "canonical": canonical}
     xg = xgr.Grammar.from_ebnf(export_grammar(form="gbnf", **kw))
     lk = lark.Lark(export_grammar(form="lark", **kw), parser="earley", lexer="dynamic")
     try:

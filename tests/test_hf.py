@@ -12,11 +12,15 @@ every sequence differs.
 from __future__ import annotations
 
 import functools
+import itertools
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import examples, label_sets
 
 import maskcodec as mc
 
@@ -26,8 +30,8 @@ pytest.importorskip("sentencepiece")
 pytest.importorskip("tiktoken")
 mistral_common = pytest.importorskip("mistral_common")
 
-from maskcodec._vocab import load_tekken, token_bytes, vocab_of  # noqa: E402
-from maskcodec.hf import SegLogitsProcessor, TokenAutomaton, _Trie  # noqa: E402
+from maskcodec._vocab import Vocab, load_tekken, token_bytes, vocab_of
+from maskcodec.hf import SegLogitsProcessor, TokenAutomaton, _Trie
 
 DATA = Path(mistral_common.__file__).parent / "data"
 
@@ -272,7 +276,7 @@ def test_free_text_then_answer_other_formats_and_beams():
         res = mc.parse(text, grid=(4, 4), labels=["dog"])
         for line in text[5:-7].split("\n "):
             names = [run.rsplit(" *", 1)[0] for run in line.split("| ")]
-            assert all(a != b for a, b in zip(names, names[1:]))  # canonical
+            assert all(a != b for a, b in itertools.pairwise(names))  # canonical
         assert res.grid.shape == (4, 4)
 
 
@@ -357,11 +361,6 @@ def test_benchmark_runs_as_a_smoke_test(capsys):
 
 # ============================================================================ the automaton on a byte vocabulary
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from maskcodec._vocab import Vocab  # noqa: E402
-from strategies import examples, label_sets  # noqa: E402
 
 #: Every single byte, plus tokens that cross grammar symbols.
 _BYTE_VOCAB = Vocab(
@@ -402,7 +401,7 @@ def test_random_walks_end_in_answers_the_parser_accepts(labels, fmt, rows, cols,
         lines = body.split("\n ") if fmt == "rrle" else [body]
         for line in lines:
             names = [run.rsplit(" *", 1)[0] for run in line.split("| ")]
-            assert all(a != b for a, b in zip(names, names[1:]))
+            assert all(a != b for a, b in itertools.pairwise(names))
 
 
 def test_importing_hf_does_not_import_torch():

@@ -7,9 +7,8 @@ import sys
 
 
 def _cmd_grammar(args: argparse.Namespace) -> int:
-    from .grammar import export_grammar
-
     from .cli import CLIError
+    from .grammar import export_grammar
 
     if len(args.grid) > 2:
         raise CLIError(f"--grid takes N or ROWS COLS, got {len(args.grid)} numbers")

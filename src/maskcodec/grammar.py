@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from ._errors import InputError, LabelError
+from ._errors import InputError
 from ._labels import check_label
 from .quantize import as_grid
 

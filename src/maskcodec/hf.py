@@ -33,7 +33,6 @@ Examples
 
 from __future__ import annotations
 
-import bisect
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -45,7 +44,7 @@ from ._vocab import Vocab, vocab_of
 from .grammar import DEAD, SPACE, START, _labels_list, label_accepts, label_step
 from .quantize import as_grid
 
-__all__ = ["SegLogitsProcessor", "TokenAutomaton"]
+__all__ = ["SegLogitsProcessor", "TokenAutomaton"]  # noqa: F822 (SegLogitsProcessor: module __getattr__)
 
 OPEN = b"<seg>"
 CLOSE = b"</seg>"
@@ -288,7 +287,7 @@ class TokenAutomaton:
 
     # ------------------------------------------------------------------ states
 
-    def start(self, free: bool = False):
+    def start(self):
         """The state before ``<seg>`` (envelope) or at the body start."""
         if self.envelope:
             return (P_OPEN, 0)
@@ -487,7 +486,7 @@ class TokenAutomaton:
 
     def _walk_label(self, node, s, out):
         """Tokens below ``node`` entered in label state ``s``, using the count-free memo."""
-        _, rl, k, lab, pend, prev, partial, lablen = s
+        lab, pend, prev, partial, lablen = s[3:]
         lp = (lab, pend, prev, partial)
         pure_ids, pure_need, exits = self._label_subtree(node, lp)
         room = None
@@ -617,10 +616,7 @@ class TokenAutomaton:
         if ph in (P_CLOSE, P_DONE):
             return [CLOSE[s[1]:]] if ph == P_CLOSE else []
         if ph == P_NL:
-            rows_after, head = s[1], b" "
-            k = self.width
-            tail = self._run_text(bg, k, head)
-            return pieces + [tail] + self._rows_tail(rows_after - 1)
+            return pieces + self._rows_tail(s[1])
         rl = s[1]
         if self.full:
             if ph == P_LAB:
@@ -657,10 +653,6 @@ class TokenAutomaton:
                 fill = self._fill_label(prev).encode("utf-8")
                 pieces.append(b"| " + fill + b" *" + str(k - v).encode() + b"\n")
         return pieces + self._rows_tail(rl - 1)
-
-    def _run_text(self, bg, k, head):
-        fill = self._fill_label(-1).encode("utf-8")
-        return head + fill + b" *" + str(k).encode() + b"\n"
 
     def _rows_tail(self, rows_after):
         fill = self._fill_label(-1).encode("utf-8")
@@ -777,7 +769,7 @@ class _Seq:
     """Where one sequence is: free text (``free`` = bytes of ``<seg>`` seen), in the answer
     (``state``), following a plan to finish (``plan``), or past end-of-sequence."""
 
-    __slots__ = ("free", "state", "plan", "ended")
+    __slots__ = ("ended", "free", "plan", "state")
 
     def __init__(self, free, state, plan=None, ended=False):
         self.free = free
