@@ -411,3 +411,42 @@ def test_importing_hf_does_not_import_torch():
     code = "import sys, maskcodec.hf, maskcodec.grammar; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# ============================================================================ against a real engine
+
+
+@pytest.mark.parametrize("name", list(TOKENIZERS))
+@pytest.mark.parametrize("labels", [("white horse", "caf\u00e9 \u2615"), None], ids=["fixed", "any"])
+def test_masks_equal_xgrammar_on_the_exported_gbnf(name, labels):
+    """On random walks, the allowed tokens are exactly the ones xgrammar allows for the GBNF that
+    maskcodec.grammar exports (same vocabulary bytes, no label-length limit): the processor and
+    the grammar export agree with each other and with an independent engine."""
+    xgr = pytest.importorskip("xgrammar")
+    from maskcodec.grammar import export_grammar
+
+    v = vocab_of(TOKENIZERS[name]())
+    info = xgr.TokenizerInfo([p if p is not None else b"" for p in v.pieces], vocab_type=xgr.VocabType.RAW,
+                             vocab_size=v.size, stop_token_ids=list(v.eos_ids))
+    compiled = xgr.GrammarCompiler(info).compile_grammar(export_grammar(grid=(3, 5), labels=labels))
+    auto = TokenAutomaton(v, 3, 5, labels, trie=_Trie(v), max_label_len=None)
+    rng = np.random.default_rng(0)
+    steps = 0
+    for _ in range(2):
+        matcher = xgr.GrammarMatcher(compiled)
+        bitmask = xgr.allocate_token_bitmask(1, v.size)
+        state = auto.start()
+        for _ in range(80 if labels is None else 150):
+            matcher.fill_next_token_bitmask(bitmask)
+            scores = torch.zeros(1, v.size)
+            xgr.apply_token_bitmask_inplace(scores, bitmask)
+            theirs = set(np.flatnonzero(np.isfinite(scores[0].numpy())).tolist())
+            ours = set(v.eos_ids) if state[0] == 6 else set(auto.allowed_ids(state).tolist())
+            assert ours == theirs, state
+            steps += 1
+            if state[0] == 6:
+                break
+            tid = int(rng.choice(sorted(ours)))
+            assert matcher.accept_token(tid)
+            state = auto.walk_bytes(state, v.pieces[tid])
+    assert steps >= 100
