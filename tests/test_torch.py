@@ -99,6 +99,7 @@ def test_quantize_nearest_pillow_drift_case():
     assert got[4] == 23
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools with numpy 2
 def test_quantize_on_coco_masks():
     pycocotools = pytest.importorskip("pycocotools.mask")
     import json
