@@ -450,3 +450,24 @@ def test_masks_equal_xgrammar_on_the_exported_gbnf(name, labels):
             assert matcher.accept_token(tid)
             state = auto.walk_bytes(state, v.pieces[tid])
     assert steps >= 100
+
+
+def test_processor_follows_several_tokens_at_once_and_restarts():
+    """Assisted generation appends several tokens per call; a new prompt starts afresh."""
+    toy = ToySP()
+    proc = SegLogitsProcessor(toy, 2, 3, labels=["dx"], force_seg=True, max_new_tokens=200)
+    index = {p: i for i, p in enumerate(toy.pieces)}
+
+    def allowed(ids):
+        out = proc(torch.tensor([ids]), torch.zeros(1, toy.get_piece_size()))
+        return {toy.pieces[i] for i in torch.nonzero(torch.isfinite(out[0])).flatten().tolist()}
+
+    prompt = [1, 1]
+    assert allowed(prompt) == {"<"}
+    text = "<seg>dx *1"
+    ids = prompt + [index[c] for c in text]  # ten tokens appended in one call
+    assert allowed(ids) == {"|"}  # 1 of 3 cells: "12" would be too many, the row goes on
+    assert allowed(ids + [index["|"], index[" "], index["d"]]) == {"x"}
+    # A different prompt: a new generation, whatever the length.
+    assert allowed([2] * 17) == {"<"}  # longer than before, but another prompt
+    assert allowed([2, 1]) == {"<"}

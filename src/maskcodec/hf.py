@@ -874,6 +874,7 @@ def _make_processor_class():
         def reset(self):
             """Forget every sequence (done automatically when a new generation starts)."""
             self._prompt_len = None
+            self._prompt = None
             self._last_len = None
             self._seqs: dict[tuple, _Seq] = {}
 
@@ -911,11 +912,8 @@ def _make_processor_class():
         def _advance(self, seq: _Seq, tid: int) -> _Seq:
             if seq.ended:
                 return seq
-            plan = None
-            if seq.plan is not None:
-                if not seq.plan or seq.plan[0] != tid:
-                    raise RuntimeError(f"token {tid} is not the planned {seq.plan[:1]}")
-                plan = seq.plan[1:]
+            # Off the plan (another processor chose): drop it; the next step plans again.
+            plan = seq.plan[1:] if seq.plan and seq.plan[0] == tid else None
             if tid == self.eos:
                 return _Seq(None, (P_DONE,), None, True)
             piece = self.auto.vocab.pieces[tid] or b""
@@ -931,9 +929,19 @@ def _make_processor_class():
 
         def _seq_for(self, gen: tuple) -> _Seq:
             seq = self._seqs.get(gen)
+            if seq is not None:
+                return seq
+            # Walk back to the longest known prefix (usually the previous step's), then forward.
+            n = len(gen) - 1
+            while n > 0 and gen[:n] not in self._seqs:
+                n -= 1
+            seq = self._seqs.get(gen[:n]) if n > 0 else None
             if seq is None:
-                seq = self._advance(self._seq_for(gen[:-1]), gen[-1]) if gen else self._initial()
-                self._seqs[gen] = seq
+                seq, n = self._initial(), 0
+                self._seqs[()] = seq
+            for k in range(n, len(gen)):
+                seq = self._advance(seq, gen[k])
+                self._seqs[gen[: k + 1]] = seq
             return seq
 
         # -------------------------------------------------------------- masking
@@ -974,9 +982,17 @@ def _make_processor_class():
 
         def __call__(self, input_ids, scores):
             length = input_ids.shape[1]
-            if self._last_len is None or length != self._last_len + 1:
+            # A new generation: the first call, a shorter input, or a different prompt. (Several
+            # tokens at once, as in assisted generation, are fine: states follow the tokens.)
+            if (
+                self._last_len is None
+                or length <= self._last_len
+                or self._prompt.shape[0] != input_ids.shape[0]
+                or not torch.equal(input_ids[:, : self._prompt_len], self._prompt)
+            ):
                 self.reset()
                 self._prompt_len = length
+                self._prompt = input_ids.clone()
             self._last_len = length
             generated = input_ids[:, self._prompt_len:].tolist()
             used = length - self._prompt_len
