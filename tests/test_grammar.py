@@ -194,7 +194,8 @@ def test_option_errors():
 def test_full_format_uses_repetition():
     text = export_grammar(format="full", grid=(24, 24), labels=["cat"])
     assert '("| " label){575}' in text
-    assert '("| " label)~575' in export_grammar(format="full", grid=(24, 24), labels=["cat"], form="lark")
+    assert "cell~575 last" in export_grammar(format="full", grid=(24, 24), labels=["cat"], form="lark")
+    assert "(\"| \" label)~575" in export_grammar(format="full", grid=(24, 24), form="lark")
 
 
 # ============================================================================ command line
@@ -225,3 +226,59 @@ def test_canonical_with_the_background_only():
     assert check("<seg>others *3\n</seg>", "rrle", (1, 3), (), True, canonical=True)
     assert not check("<seg>others *1| others *2\n</seg>", "rrle", (1, 3), (), True, canonical=True)
     assert check("<seg>others *6\n</seg>", "irle", (2, 3), (), True, canonical=True)
+
+
+# ============================================================================ a second engine: llguidance
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_tokenizer():
+    """llguidance over a 256-token byte vocabulary (a tiktoken encoding built here)."""
+    tiktoken = pytest.importorskip("tiktoken")
+    lt = pytest.importorskip("llguidance.tiktoken")
+    enc = tiktoken.Encoding(name="bytes", pat_str=r"[\s\S]", mergeable_ranks={bytes([b]): b for b in range(256)},
+                            special_tokens={"<eos>": 256}, explicit_n_vocab=257)
+    return lt.lltokenizer_from_encoding(enc, n_vocab=257, eos_token=256)
+
+
+@functools.lru_cache(maxsize=128)
+def _ll_grammars(fmt, grid, labels, envelope):
+    llg = pytest.importorskip("llguidance")
+    from llguidance.gbnf_to_lark import gbnf_to_lark
+
+    kw = {"format": fmt, "grid": grid, "labels": labels, "envelope": envelope}
+    out = {
+        "lark": llg.LLMatcher.grammar_from_lark(export_grammar(form="lark", **kw)),
+        # llguidance reads GBNF the way llama.cpp does: the escape rules are llama.cpp's.
+        "gbnf": llg.LLMatcher.grammar_from_lark(gbnf_to_lark(export_grammar(form="gbnf", **kw))),
+    }
+    try:
+        out["regex"] = llg.LLMatcher.grammar_from_regex(export_grammar(form="regex", **kw))
+    except mc.InputError:
+        pass
+    tok = _byte_tokenizer()
+    for name, g in out.items():
+        assert llg.LLMatcher.validate_grammar(g, tok) == "", name
+    return out
+
+
+def _ll_accepts(grammar, text):
+    import llguidance as llg
+
+    tok = _byte_tokenizer()
+    m = llg.LLMatcher(tok, grammar)
+    data = text.encode("utf-8")
+    return m.try_consume_tokens(list(data)) == len(data) and m.is_accepting()
+
+
+@given(g=label_grids(max_rows=3, max_cols=4, max_labels=3, background="others"),
+       fmt=st.sampled_from(FORMATS), envelope=st.booleans(), fixed=st.booleans(), data=st.data())
+@settings(max_examples=examples(60))
+def test_llguidance_reads_every_form_the_same_way(g, fmt, envelope, fixed, data):
+    pytest.importorskip("llguidance")
+    labels = tuple(g.labels[1:]) if fixed else None
+    grammars = _ll_grammars(fmt, g.shape, labels, envelope)
+    for text in (mc.to_text(g, format=fmt, envelope=envelope), data.draw(mutated(mc.to_text(g, format=fmt, envelope=envelope)))):
+        want = strict_accepts(text, fmt=fmt, grid=g.shape, labels=labels, envelope=envelope)
+        got = {name: _ll_accepts(gr, text) for name, gr in grammars.items()}
+        assert all(v == want for v in got.values()), (text, want, got)

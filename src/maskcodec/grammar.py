@@ -145,7 +145,8 @@ def _esc_char(c: int, dialect: str) -> str:
     ch = chr(c)
     if c < 0x20 or 0x7F <= c <= 0xA0 or (c >= 0x80 and (ch.isspace() or not ch.isprintable())):
         return f"\\x{c:02x}" if c <= 0xFF else f"\\u{c:04x}"
-    if ch in "\\]^-[\"/":
+    # llama.cpp's GBNF knows only \\ \" \[ \] (and \x \u \t \r \n) as escapes in a class.
+    if ch in ("\\][\"" if dialect == "gbnf" else "\\]^-[\"/"):
         return "\\" + ch
     return ch
 
@@ -192,11 +193,7 @@ def _gbnf_str(s: str) -> str:
             out.append("\\r")
         elif c < 0x20 or 0x7F <= c <= 0x9F:
             out.append(f"\\x{c:02x}")
-        elif c > 0xFFFF:
-            out.append(f"\\U{c:08x}")
-        elif c >= 0x80:
-            out.append(f"\\u{c:04x}")
-        else:
+        else:  # other characters as UTF-8: every GBNF reader takes them as they are
             out.append(ch)
     return '"' + "".join(out) + '"'
 
@@ -390,13 +387,21 @@ def _cfg(fmt, rows, cols, names, envelope, canonical, form, max_size):
             f"the {form} grammar for a {rows}x{cols} {fmt} grid needs about {alternatives} alternatives, "
             f"more than max_size={max_size} characters allow"
         )
+    # Lark engines with a greedy lexer (llguidance) cannot back off "others" once "others dog"
+    # is a longer candidate, so with fixed labels each label is fused with what follows it.
+    fuse = lark and names is not None
     lines = []
     inner = "body"
     lines.append(f"{start}{define}{lit('<seg>')} body {lit('</seg>')}" if envelope else f"{start}{define}body")
     if fmt == "full":
         n = rows * cols
-        rep = f" ({lit('| ')} label)~{n - 1}" if lark else f" ({lit('| ')} label){{{n - 1}}}"
-        lines.append(f"body{define}label{rep if n > 1 else ''} {lit(chr(10))}")
+        if fuse:
+            lines.append(f"body{define}" + (f"cell~{n - 1} " if n > 1 else "") + "last")
+            lines.append(f"cell{define}" + " | ".join(lit(x + "| ") for x in names))
+            lines.append(f"last{define}" + " | ".join(lit(x + chr(10)) for x in names))
+        else:
+            rep = f" ({lit('| ')} label)~{n - 1}" if lark else f" ({lit('| ')} label){{{n - 1}}}"
+            lines.append(f"body{define}label{rep if n > 1 else ''} {lit(chr(10))}")
     else:
         seq = " ".join(["row"] + [f"{lit(chr(10) + ' ')} row"] * (nrows - 1)) + f" {lit(chr(10))}"
         lines.append(f"{inner}{define}{seq}")
@@ -405,7 +410,10 @@ def _cfg(fmt, rows, cols, names, envelope, canonical, form, max_size):
             for k in range(1, width + 1):
                 alts = [f"{lit(str(n))} {lit('| ')} r{k - n}" for n in range(1, k)] + [lit(str(k))]
                 body = alts[0] if len(alts) == 1 else "(" + " | ".join(alts) + ")"
-                lines.append(f"r{k}{define}label {lit(' *')} {body}")
+                head = "run" if fuse else f"label {lit(' *')}"
+                lines.append(f"r{k}{define}{head} {body}")
+            if fuse:
+                lines.append(f"run{define}" + " | ".join(lit(x + " *") for x in names))
         else:
             m = len(names)
             lines.append(f"row{define}r{width}_{m}")  # previous label m: none yet
@@ -418,9 +426,10 @@ def _cfg(fmt, rows, cols, names, envelope, canonical, form, max_size):
                 for l in range(m):
                     alts = [f"{lit(str(n))} {lit('| ')} r{k - n}_{l}" for n in range(1, k) if more] + [lit(str(k))]
                     body = alts[0] if len(alts) == 1 else "(" + " | ".join(alts) + ")"
-                    lines.append(f"u{k}_{l}{define}{lit(names[l])} {lit(' *')} {body}")
+                    head = lit(names[l] + " *") if fuse else f"{lit(names[l])} {lit(' *')}"
+                    lines.append(f"u{k}_{l}{define}{head} {body}")
     if names is not None:
-        if not canonical or fmt == "full":
+        if not fuse and (not canonical or fmt == "full"):
             lines.append(f"label{define}" + " | ".join(lit(n) for n in names))
     else:
         first, rules = _label_rules("_l" if lark else "l", lark)
