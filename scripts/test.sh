@@ -28,4 +28,4 @@ NUMBA_DISABLE_JIT=1 pytest_run .venv/bin/python -m pytest -q -m "not slow_withou
     --cov=maskcodec --cov-report=term:skip-covered -p no:randomly "$@"
 
 echo "== docs (mkdocs --strict)"
-.venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
