@@ -43,6 +43,7 @@ the grid size) before anything is expanded.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections import Counter
@@ -422,10 +423,15 @@ class _Repairer:
         self.index: dict[str, int] = {background: 0}
         self.labels: list[str] = [background]
         self.cache: dict[str, int] = {}
+        self._newlines: list[int] | None = None
 
     def note(self, kind, pos, message):
-        line, col = _line_col(self.src, pos)
-        self.repairs.append(Repair(kind, line, col, message))
+        # Newline offsets are found once, so many repairs in a long text stay linear.
+        if self._newlines is None:
+            self._newlines = [m.start() for m in re.finditer("\n", self.src)]
+        line = bisect.bisect_left(self._newlines, pos)
+        start = self._newlines[line - 1] + 1 if line else 0
+        self.repairs.append(Repair(kind, line + 1, pos - start + 1, message))
 
     def ident(self, raw, pos):
         """Map a raw label to an id, applying the label rules."""
