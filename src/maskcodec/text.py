@@ -193,7 +193,6 @@ def encode_grid(
             )
     # Number labels by first appearance, background first.
     order = [background]
-    first_ids = np.zeros(len(values), dtype=np.int64)
     flat = inverse.ravel()
     _, first_pos = np.unique(flat, return_index=True)
     for d in np.argsort(first_pos, kind="stable").tolist():
