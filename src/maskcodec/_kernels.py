@@ -23,17 +23,6 @@ _jit = numba.njit(cache=True, nogil=True)
 #: True when NUMBA_DISABLE_JIT=1 runs the kernels as plain Python.
 JIT_DISABLED = bool(numba.config.DISABLE_JIT)
 
-# Text format codes shared with the Python side.
-FMT_RRLE = 0
-FMT_IRLE = 1
-FMT_FULL = 2
-
-# Parse status codes for the fast path (0 is success).
-OK = 0
-FAIL = 1
-
-_SEP_ROW = np.frombuffer(b"\n ", dtype=np.uint8)
-
 
 # --------------------------------------------------------------------------- quantize
 

@@ -23,7 +23,6 @@ from typing import Literal
 import numpy as np
 
 from ._errors import InputError, LabelError
-from ._labels import check_label
 
 __all__ = ["LabelGrid", "render"]
 
@@ -287,8 +286,3 @@ class LabelGrid:
 
     def __array__(self, dtype=None, copy=None):
         return self._ids if dtype is None else self._ids.astype(dtype)
-
-
-def _check_labels(labels: tuple[str, ...]) -> None:
-    for lab in labels:
-        check_label(lab)

@@ -97,6 +97,11 @@ def to_text(grid: LabelGrid, /, *, format: Format = "rrle", envelope: bool = Tru
     return _write(grid.ids, grid.labels, format_code(format), bool(envelope))
 
 
+def _check_distinct(label: str, background: str) -> None:
+    if label == background:
+        raise LabelError(f"the foreground label {label!r} equals the background label")
+
+
 def _name_table(labels, background: str) -> dict[int, str]:
     if isinstance(labels, Mapping):
         items = labels.items()
@@ -157,8 +162,7 @@ def encode_grid(
     rows, cols = as_grid(grid)
     if isinstance(labels, str):
         check_label(labels)
-        if labels == background:
-            raise LabelError(f"the foreground label {labels!r} equals the background label")
+        _check_distinct(labels, background)
         m = as_mask(mask, allow_negative=True)
         if method == "nearest" and not nonempty:
             q = np.empty((rows, cols), dtype=m.dtype)
@@ -260,10 +264,8 @@ def encode_mask(
         # The common case, fused into one kernel call: sample and write.
         rows, cols = as_grid(grid)
         m = as_mask(mask, allow_negative=True)
-        table = (background, labels)
-        if labels == background:
-            raise LabelError(f"the foreground label {labels!r} equals the background label")
-        buf, off, longest = _label_table(table)
+        _check_distinct(labels, background)
+        buf, off, longest = _label_table((background, labels))
         out = np.empty(_bound(rows, cols, longest), dtype=np.uint8)
         n = _k().encode_binary(
             m, nearest_index(m.shape[0], rows), nearest_index(m.shape[1], cols),
