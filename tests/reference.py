@@ -134,6 +134,9 @@ def text4seg_encode(mask: np.ndarray, label: str, rows: int, cols: int) -> str:
 
 # --------------------------------------------------------------------------- text4seg decoder
 
+#: The memory maskcodec assumes the reference has for its list of cells (8 bytes each): 256 GiB.
+MEMORY_BYTES = 2**38
+
 
 def text4seg_decode(
     text: str, rows: int, cols: int, fmt: str = "rrle", background: str = BACKGROUND, classes=None, cap=None
@@ -154,17 +157,24 @@ def text4seg_decode(
     """
     want = rows * cols
     try:
-        body = text.split("<seg>")[1].split("</seg>")[0]
+        # The scripts decode `tokenizer.batch_decode(...)[0].strip()` (or `response.strip()`).
+        body = text.strip().split("<seg>")[1].split("</seg>")[0]
         stripped = body.strip("\n")
         cells: list[str] = []
         if fmt == "full":
             cells = stripped.split("| ")
         else:
             lines = stripped.split("\n ") if fmt == "rrle" else [stripped]
+            total = 0
             for line in lines:
                 for token in line.split("| "):
                     label, count = token.split(" *")
                     n = int(count)
+                    if not -(2**63) <= n < 2**63:
+                        raise OverflowError("cannot fit 'int' into an index-sized integer")
+                    total += max(n, 0)
+                    if total * 8 > MEMORY_BYTES:  # the list of cells would not fit: MemoryError
+                        raise MemoryError
                     cells.extend([label] * (n if cap is None else min(n, cap)))
         sequence = [s.strip() for s in "|".join(cells).split("|")]
         if classes is not None:

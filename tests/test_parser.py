@@ -205,18 +205,8 @@ def test_text4seg_mode_matches_reference_on_random_text(text, fmt, rows, cols):
     _check_text4seg(text, rows, cols, fmt)
 
 
-@pytest.mark.parametrize(
-    "text, expect",
-    [
-        ("<seg>others *99999999999\n</seg>", [[0] * 4] * 4),
-        ("<seg>dog *99999999999\n</seg>", [[0] * 4] * 4),  # no "others": the first label is id 0
-        ("<seg>dog *99999999999| others *99999999999\n</seg>", [[1] * 4] * 4),
-        ("<seg>others *3| dog *99999999999\n others *99999999999\n</seg>", [[0, 0, 0, 1]] + [[1] * 4] * 3),
-        ("<seg>cat *2| dog *" + "9" * 200 + "\n</seg>", [[0, 0, 1, 1]] + [[1] * 4] * 3),
-    ],
-)
-def test_text4seg_huge_counts_do_not_allocate(text, expect):
-    # Expanding these counts would take more than 100 GB; the decoder must stop at the grid size.
+def _parse_text4seg_small(text):
+    """Parse at 4x4 in text4seg mode, checking that it allocates less than 20 MB."""
     tracemalloc.start()
     try:
         res = mc.parse(text, grid=4, mode="text4seg")
@@ -224,7 +214,127 @@ def test_text4seg_huge_counts_do_not_allocate(text, expect):
     finally:
         tracemalloc.stop()
     assert peak < 20_000_000
-    np.testing.assert_array_equal(res.grid.ids, np.asarray(expect))
+    return res
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        # [label] * int(count) needs 8 bytes per cell: > 2**38 bytes is the reference's MemoryError.
+        ("<seg>others *99999999999\n</seg>", "MemoryError"),
+        ("<seg>dog *99999999999\n</seg>", "MemoryError"),
+        ("<seg>others *3| dog *" + str(2**60) + "\n</seg>", "MemoryError"),
+        ("<seg>dog *" + str(2**34) + "| others *" + str(2**34 + 1) + "\n</seg>", "MemoryError"),  # in total
+        # Beyond a C ssize_t: OverflowError, also for a negative count.
+        ("<seg>cat *2| dog *" + str(2**63) + "\n</seg>", "OverflowError"),
+        ("<seg>cat *2| dog *" + str(-(2**63) - 1) + "\n</seg>", "OverflowError"),
+        ("<seg>cat *2| dog *" + "9" * 200 + "\n</seg>", "OverflowError"),
+    ],
+)
+def test_text4seg_counts_the_reference_cannot_allocate_give_background(text, why):
+    # The reference's bare `except` turns these errors into an all-background mask; maskcodec
+    # reaches the same result without allocating anything from the count.
+    res = _parse_text4seg_small(text)
+    assert res.grid.ids.tolist() == [[0] * 4] * 4 and not res.complete and res.found
+    assert [r.kind for r in res.repairs] == ["reference_error"] and why in res.repairs[0].message
+    assert ref.text4seg_decode(text, 4, 4, cap=16) == ([[0] * 4] * 4, None)
+
+
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        # Counts the reference can allocate (<= 2**35 cells in all) are expanded and then cut.
+        ("<seg>others *3| dog *" + str(2**35 - 3) + "\n</seg>", [[0, 0, 0, 1]] + [[1] * 4] * 3),
+        ("<seg>dog *99999| others *99999\n</seg>", [[1] * 4] * 4),
+        ("<seg>others *3| dog *-5| dog *99\n</seg>", [[0, 0, 0, 1]] + [[1] * 4] * 3),
+    ],
+)
+def test_text4seg_large_counts_within_memory_are_cut(text, expect):
+    res = _parse_text4seg_small(text)
+    assert res.grid.ids.tolist() == expect and res.complete and not res.repairs
+
+
+def test_text4seg_strips_the_generated_text_like_the_scripts():
+    # `outputs = ....strip()` before splitting: a trailing "\n " (a bare SentencePiece "▁" after
+    # a token-limit cut) no longer leaves an empty row that fails to split.
+    text = "<seg>others *2\n dog *2\n "
+    res = mc.parse(text, grid=2, mode="text4seg")
+    assert res.grid.ids.tolist() == [[0, 0], [1, 1]] and res.complete and not res.repairs
+    assert ref.text4seg_decode(text, 2, 2)[0] == [[0, 0], [1, 1]]
+    # Leading whitespace and an answer without envelope strip the same way.
+    assert mc.parse(" \t" + text, grid=2, mode="text4seg").grid.ids.tolist() == [[0, 0], [1, 1]]
+    assert mc.parse("others *2\n dog *2\n ", grid=2, mode="text4seg", envelope=False).grid.ids.tolist() == [
+        [0, 0],
+        [1, 1],
+    ]
+    # Only the ends of the whole text are stripped: inside, "\n" must still be followed by a space.
+    bad = mc.parse("<seg>others *2\n dog *2\n \n</seg>", grid=2, mode="text4seg")
+    assert not bad.grid.ids.any() and [r.kind for r in bad.repairs] == ["reference_error"]
+
+
+@pytest.mark.parametrize(
+    "table, text, ids, labels",
+    [
+        # The issue's example: the class file [dog, cat, others, sky]; "others" is id 2, not 0.
+        (
+            ["dog", "cat", "others", "sky"],
+            "<seg>others *1| dog *1\n cat *1| sky *1\n</seg>",
+            [[2, 0], [1, 3]],
+            ("dog", "cat", "others", "sky"),
+        ),
+        # A repeated name maps to its last index; the earlier index is never produced.
+        (
+            ["others", "dog", "cat", "dog"],
+            "<seg>dog *1| cat *1\n others *1| bird *1\n</seg>",
+            [[3, 2], [0, 0]],
+            ("others", "dog#1", "cat", "dog"),
+        ),
+    ],
+)
+def test_text4seg_class_table_ids_are_the_class_file_indices(table, text, ids, labels):
+    res = mc.parse(text, grid=2, mode="text4seg", class_table=table)
+    assert res.grid.ids.tolist() == ids and res.grid.labels == labels
+    assert ref.text4seg_decode(text, 2, 2, classes=table)[0] == ids
+    mask = mc.decode_mask(text, size=(2, 2), grid=2, mode="text4seg", class_table=table)
+    assert mask.tolist() == (np.asarray(ids) != 0).tolist()
+
+
+def test_text4seg_labels_option_renumbers_compactly():
+    # labels= keeps the background at 0 and numbers the table's names by their last index, compactly.
+    res = mc.parse("<seg>dog *1| cat *1\n others *2\n</seg>", grid=2, mode="text4seg",
+                   labels=["others", "dog", "cat", "dog"])
+    assert res.grid.labels == ("others", "cat", "dog") and res.grid.ids.tolist() == [[2, 1], [0, 0]]
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        ({"mode": "repair", "class_table": ["others"]}, mc.InputError, "mode='text4seg'"),
+        ({"mode": "text4seg", "class_table": []}, mc.InputError, "class_table is empty"),
+        ({"mode": "text4seg", "class_table": ["a"], "labels": ["a"]}, mc.InputError, "either labels or class_table"),
+        ({"mode": "text4seg", "class_table": "others"}, TypeError, "sequence of class names"),
+        ({"mode": "text4seg", "class_table": ["others", 3]}, TypeError, "entries must be str"),
+    ],
+)
+def test_class_table_errors(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        mc.parse("<seg>others *1\n</seg>", grid=1, **kwargs)
+    if kwargs["mode"] == "repair":
+        with pytest.raises(err, match=match):
+            mc.parse_all("<seg>others *1\n</seg>", grid=1, **kwargs)
+
+
+@given(data=st.data(), fmt=st.sampled_from(FORMATS))
+@settings(max_examples=examples(100))
+def test_text4seg_class_table_matches_the_semantic_script(data, fmt):
+    g, text, bad = data.draw(valid_then_mutated(fmt))
+    pool = sorted(set(g.labels) | {"sky", "road", "Others"})
+    table = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=8))  # repeats allowed
+    for t in (text, bad):
+        ids, names = ref.text4seg_decode(t, g.rows, g.cols, fmt, classes=table, cap=g.rows * g.cols)
+        res = mc.parse(t, grid=g.shape, mode="text4seg", format=fmt, class_table=table)
+        np.testing.assert_array_equal(res.grid.ids, np.asarray(ids), err_msg=repr(t))
+        assert len(res.grid.labels) == len(table)
 
 
 @given(data=st.data(), fmt=st.sampled_from(FORMATS))

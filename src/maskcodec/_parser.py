@@ -70,6 +70,15 @@ DEFAULT_GRID: Final = 16
 # A count with more digits than this is out of range whatever the grid (1024**2 < 10**7).
 _MAX_COUNT_DIGITS: Final = 7
 
+# text4seg mode: the reference expands `[label] * int(count)`.  Python raises OverflowError for a
+# count outside a C ssize_t and MemoryError when the list cannot be allocated.  Where that happens
+# depends on the machine; maskcodec fixes it at a documented bound: the list of cells decoded so far
+# (8 bytes per cell, one pointer each) needing more than 2**38 bytes (256 GiB) is a MemoryError.
+_T4S_SSIZE_MIN: Final = -(2**63)
+_T4S_SSIZE_MAX: Final = 2**63 - 1
+T4S_MEMORY_BYTES: Final = 2**38
+_T4S_MAX_CELLS: Final = T4S_MEMORY_BYTES // 8
+
 Mode = Literal["strict", "repair", "text4seg"]
 _MODES = ("strict", "repair", "text4seg")
 _FORMATS = ("rrle", "irle", "full")
@@ -690,11 +699,29 @@ def _t4s_int(s: str):
         return None
 
 
-def _text4seg(text, rows, cols, fmt, vocab_list, background):
+def _t4s_class_names(class_table):
+    """Names for the ids of a class table: a repeated name keeps its last index, earlier ones are shadowed."""
+    last = {name: i for i, name in enumerate(class_table)}
+    names = []
+    taken = set(class_table)
+    for i, name in enumerate(class_table):
+        if last[name] == i:
+            names.append(name)
+            continue
+        alias = f"{name}#{i}"  # an index the reference can never produce; a distinct, visible name
+        while alias in taken:
+            alias += "#"
+        taken.add(alias)
+        names.append(alias)
+    return last, tuple(names)
+
+
+def _text4seg(text, rows, cols, fmt, vocab_list, background, class_table=None):
     """The Text4Seg evaluation decoder, quirk for quirk, without allocating from counts.
 
     Returns ``(ids, labels, failure)``: ``failure`` is None, or why the
     reference decoder would have raised (and so returned all background).
+    ``class_table``: the semantic script's ``{name: index}`` of a class file.
     """
     want = rows * cols
     parts = text.split(SEG_OPEN)
@@ -712,6 +739,7 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background):
         seq = None
         # image-wise RLE (the reference's decode_mask_s) has no rows: "\n " stays inside a run
         lines = body.strip("\n").split("\n ") if fmt == "rrle" else [body.strip("\n")]
+        total = 0  # cells the reference's list would hold: never allocated here
         for row in lines:
             for token in row.split("| "):
                 pieces = token.split(" *")
@@ -721,6 +749,15 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background):
                 n = _t4s_int(count)
                 if n is None:
                     return empty, (background,), f"count {count[:20]!r} is not an integer"
+                if n < _T4S_SSIZE_MIN or n > _T4S_SSIZE_MAX:
+                    return empty, (background,), f"count {count[:20]!r} overflows (OverflowError in the reference)"
+                if n > 0:
+                    total += n
+                    if total > _T4S_MAX_CELLS:
+                        return empty, (background,), (
+                            f"count {count[:20]!r} makes a list of {total} cells, over "
+                            f"{T4S_MEMORY_BYTES} bytes (MemoryError in the reference)"
+                        )
                 # Expanding past `want` cells changes nothing but the cut, so stop early.
                 # Each cell may split further on "|" below, never into fewer pieces.
                 if n > 0:
@@ -733,7 +770,11 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background):
         seq = "|".join(joined_cells).split("|")
     seq = [s.strip() for s in seq]
     # translate: a fixed table (semantic script) or ids by first appearance (referring script)
-    if vocab_list is not None:
+    if class_table is not None:
+        # model_semantic_seg.py: {category: idx for idx, category in enumerate(labels)}, .get(item, 0)
+        index, names = _t4s_class_names(class_table)
+        ids = [index.get(s, 0) for s in seq[:want]]
+    elif vocab_list is not None:
         # As the reference's dict: a repeated name keeps its last index.
         table = {name: i + 1 for i, name in enumerate(vocab_list)}
         table[background] = 0
@@ -755,6 +796,24 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background):
     if len(ids) < want:
         ids = ids + [ids[-1]] * (want - len(ids))
     return np.asarray(ids, dtype=np.int64).reshape(rows, cols), tuple(names), None
+
+
+def _check_class_table(class_table, mode, labels):
+    if class_table is None:
+        return None
+    if mode != "text4seg":
+        raise InputError("class_table is the reference's semantic class file: use it with mode='text4seg'")
+    if labels is not None:
+        raise InputError("pass either labels or class_table, not both")
+    if isinstance(class_table, str) or not hasattr(class_table, "__iter__"):
+        raise TypeError(f"class_table must be a sequence of class names, got {type(class_table).__name__}")
+    table = list(class_table)
+    if not table:
+        raise InputError("class_table is empty; it needs at least the class of id 0")
+    for name in table:
+        if not isinstance(name, str):
+            raise TypeError(f"class_table entries must be str, got {type(name).__name__}")
+    return table
 
 
 # =========================================================================== entry points
@@ -837,6 +896,7 @@ def parse(
     background: str = "others",
     labels=None,
     unknown: Literal["background", "keep"] = "background",
+    class_table=None,
 ) -> ParseResult:
     """Parse the first ``<seg>`` block of ``text`` (or all of it with ``envelope=False``).
 
@@ -860,6 +920,12 @@ def parse(
         see ``unknown``; text4seg: a fixed table, others are background).
     unknown : {"background", "keep"}
         Repair mode: what an unknown label becomes when ``labels`` is given.
+    class_table : sequence of str, optional
+        ``mode="text4seg"`` only: the class file of the reference's semantic
+        script (``model_semantic_seg.py``).  A label's id is its index in the
+        table (its *last* index when the name repeats), any other label is id 0,
+        whatever name the table puts there.  The grid's labels are the table,
+        with a shadowed repeat named ``"name#index"``.
 
     Returns
     -------
@@ -878,11 +944,18 @@ def parse(
     if unknown not in ("background", "keep"):
         raise InputError(f"unknown must be 'background' or 'keep', got {unknown!r}")
     rows, cols = _grid_or_none(grid)
+    table = _check_class_table(class_table, mode, labels)
     vocab = _vocab(labels, background)
     if mode == "text4seg":
         r, c = (rows, cols) if rows is not None else (DEFAULT_GRID, DEFAULT_GRID)
-        t = text if envelope else SEG_OPEN + text
-        ids, names, failure = _text4seg(t, r, c, format, None if labels is None else list(labels), background)
+        # The scripts strip the generated text (str.strip) before looking for <seg>.
+        stripped = text.strip()
+        t = stripped if envelope else SEG_OPEN + stripped
+        ids, names, failure = _text4seg(
+            t, r, c, format, None if labels is None else list(labels), background, table
+        )
+        if failure is not None and table is not None:
+            names = _t4s_class_names(table)[1]  # all id 0, still named by the class file
         repairs: tuple[Repair, ...] = ()
         if failure == "no_block":
             repairs = (Repair("no_block", 1, 1, f"no {SEG_OPEN!r} in the text; the grid is all background"),)
@@ -914,6 +987,7 @@ def parse_all(text: str, /, **options) -> list[ParseResult]:
     mode = options.get("mode", "strict")
     if mode == "text4seg":
         raise InputError("parse_all does not support mode='text4seg' (the reference reads one block)")
+    _check_class_table(options.get("class_table"), mode, options.get("labels"))
     options.setdefault("format", "rrle")
     options.setdefault("background", "others")
     _check_options(mode, options["format"], options.get("envelope", True), options["background"])
@@ -960,13 +1034,18 @@ def decode_mask(
     background: str = "others",
     labels=None,
     unknown: Literal["background", "keep"] = "background",
-    align: Literal["corner", "center"] = "corner",
+    align: Literal["corner", "center", "torch"] = "corner",
+    via=None,
+    class_table=None,
 ) -> np.ndarray:
     """Decode an answer to a boolean foreground mask of ``size = (height, width)``.
 
     Every label other than the background is foreground.  The default
     ``mode="repair"`` never raises on text (see :func:`parse` for the policy
     and the other options); use :func:`parse` to see what was repaired.
+    ``align`` and ``via`` are as :func:`~maskcodec.render`: the Text4Seg
+    scripts are reproduced exactly by ``mode="text4seg", align="torch"``
+    (and ``via=(336, 336)`` for the open-vocabulary script).
 
     Examples
     --------
@@ -980,6 +1059,8 @@ def decode_mask(
         and format == "rrle"
         and envelope is True
         and labels is None
+        and class_table is None
+        and via is None
         and type(background) is str
     ):
         # Fast path for well-formed answers: no LabelGrid, no ParseResult.
@@ -994,6 +1075,6 @@ def decode_mask(
                         return render(fast.ids, size, align=align, dtype=bool)
     result = parse(
         text, grid=grid, mode=mode, format=format, envelope=envelope,
-        background=background, labels=labels, unknown=unknown,
+        background=background, labels=labels, unknown=unknown, class_table=class_table,
     )
-    return result.grid.mask(size, align=align)
+    return result.grid.mask(size, align=align, via=via)

@@ -12,6 +12,10 @@ output pixel ``y`` reads cell ``y * rows // height`` (exact integers).
 ``align="center"`` reads the cell containing the pixel centre,
 ``((2 * y + 1) * rows) // (2 * height)``, which is symmetric under flipping
 except for a pixel whose centre lies exactly on a cell edge (it reads the higher cell).
+``align="torch"`` reproduces torch's CPU index arithmetic for every shape,
+including the float32 path torch takes when ``height + width <= 128`` (see
+:func:`torch_nearest_index`); ``via=(h1, w1)`` upsamples in two steps, as the
+Text4Seg open-vocabulary script does (grid -> 336x336 -> image size).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ import numpy as np
 
 from ._errors import InputError, LabelError
 
-__all__ = ["LabelGrid", "render"]
+__all__ = ["LabelGrid", "render", "torch_nearest_index"]
 
-Align = Literal["corner", "center"]
+Align = Literal["corner", "center", "torch"]
+_ALIGNS = ("corner", "center", "torch")
 
 
 def _k():
@@ -61,8 +66,84 @@ def _src_index(n_out: int, n_in: int, align: str) -> np.ndarray:
     return idx
 
 
-def render(ids: np.ndarray, /, size, *, align: Align = "corner", dtype=None) -> np.ndarray:
+@functools.lru_cache(maxsize=4096)
+def _torch_index(n_out: int, n_in: int, small: bool) -> np.ndarray:
+    # Derived from ATen's CPU nearest kernels (aten/src/ATen/native/UpSample.h and
+    # cpu/UpSampleKernel.cpp).  For a (1, 1, h, w) input, _use_vectorized_kernel_cond_2d
+    # sends outputs with h_out + w_out <= 128 to cpu_upsample_nearest_channels_last, whose
+    # nearest_idx special-cases out == in and out == 2 * in and otherwise computes in float32:
+    # scale = (float)in / out, src = floorf((float)dst * scale).  Larger outputs go through
+    # HelperInterpNearest, which computes scale = (double)in / out and src = dst * scale in
+    # the tensor's opmath type (double for float64), then floorf() rounds it to float first.
+    # Both clamp to in - 1.
+    d = np.arange(n_out, dtype=np.int64)
+    if small:
+        if n_out == n_in:
+            idx = d
+        elif n_out == 2 * n_in:
+            idx = d >> 1
+        else:
+            scale = np.float32(n_in) / np.float32(n_out)
+            idx = np.floor(d.astype(np.float32) * scale).astype(np.int64)
+    else:
+        scale = np.float64(n_in) / np.float64(n_out)
+        idx = np.floor((d.astype(np.float64) * scale).astype(np.float32)).astype(np.int64)
+    idx = np.minimum(idx, n_in - 1).astype(np.intp)
+    idx.setflags(write=False)
+    return idx
+
+
+def torch_nearest_index(n_out: int, n_in: int, /, *, other_out: int) -> np.ndarray:
+    """The source index of every output position of torch's CPU ``F.interpolate(mode="nearest")``.
+
+    For one axis of a ``(1, 1, h, w)`` float64 tensor upsampled to ``(h_out,
+    w_out)``: ``n_in`` is the input side, ``n_out`` the output side and
+    ``other_out`` the output side of the other axis, which selects torch's
+    kernel.  When ``h_out + w_out <= 128`` torch computes the index in float32
+    (``floorf(dst * ((float)in / out))``, with ``out == in`` and ``out == 2*in``
+    special-cased), otherwise in float64 (``floorf(dst * ((double)in / out))``,
+    which equals ``dst * in // out`` for grids up to 64 and sides up to 4096, as
+    the tests check).
+
+    Examples
+    --------
+    >>> torch_nearest_index(82, 16, other_out=1)[40:44].tolist()
+    [7, 7, 8, 8]
+    >>> torch_nearest_index(82, 16, other_out=200)[40:44].tolist()
+    [7, 8, 8, 8]
+    """
+    for v, name in ((n_out, "n_out"), (n_in, "n_in"), (other_out, "other_out")):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise InputError(f"{name} must be a positive int, got {v!r}")
+    return _torch_index(int(n_out), int(n_in), int(n_out) + int(other_out) <= 128)
+
+
+def _axis_indices(size: tuple[int, int], shape: tuple[int, int], align: str, via) -> tuple[np.ndarray, np.ndarray]:
+    """Source row and column of every output pixel, composed over an intermediate size ``via``."""
+    if align not in _ALIGNS:
+        raise InputError(f"unknown align {align!r}; choose one of {', '.join(map(repr, _ALIGNS))}")
+    def one(h, w, rows, cols):
+        if align == "torch":
+            return _torch_index(h, rows, h + w <= 128), _torch_index(w, cols, h + w <= 128)
+        return _src_index(h, rows, align), _src_index(w, cols, align)
+
+    if via is None:
+        return one(size[0], size[1], shape[0], shape[1])  # cached, read-only vectors
+    mid = as_size(via, "via")
+    y1, x1 = one(mid[0], mid[1], shape[0], shape[1])
+    y2, x2 = one(size[0], size[1], mid[0], mid[1])
+    return y1[y2], x1[x2]
+
+
+def render(ids: np.ndarray, /, size, *, align: Align = "corner", dtype=None, via=None) -> np.ndarray:
     """Upsample a ``(rows, cols)`` grid to ``size = (height, width)`` by nearest neighbour.
+
+    ``align`` is ``"corner"`` (``y * rows // height``, Text4Seg's upsampling at
+    ordinary sizes), ``"center"`` (the cell under the pixel centre) or
+    ``"torch"`` (torch's own index arithmetic for every shape, see
+    :func:`torch_nearest_index`).  ``via = (h1, w1)`` renders in two steps,
+    grid -> ``via`` -> ``size``, as the Text4Seg open-vocabulary script does
+    with ``via=(336, 336)``.
 
     Examples
     --------
@@ -76,14 +157,13 @@ def render(ids: np.ndarray, /, size, *, align: Align = "corner", dtype=None) -> 
     if ids.ndim != 2 or ids.size == 0:
         raise InputError(f"a grid must be a non-empty 2-D array, got shape {ids.shape}")
     h, w = as_size(size)
-    if align not in ("corner", "center"):
-        raise InputError(f"unknown align {align!r}; choose 'corner' or 'center'")
+    ys, xs = _axis_indices((h, w), ids.shape, align, via)
     out = np.empty((h, w), dtype=ids.dtype if dtype is None else dtype)
     if out.dtype == np.bool_:  # bytes are faster to move than numba's normalised booleans
         src = ids.view(np.uint8) if ids.dtype == np.bool_ else (ids != 0).view(np.uint8)
-        _k().render(src, _src_index(h, ids.shape[0], align), _src_index(w, ids.shape[1], align), out.view(np.uint8))
+        _k().render(src, ys, xs, out.view(np.uint8))
         return out
-    _k().render(ids, _src_index(h, ids.shape[0], align), _src_index(w, ids.shape[1], align), out)
+    _k().render(ids, ys, xs, out)
     return out
 
 
@@ -185,11 +265,11 @@ class LabelGrid:
         return not self._ids.any()
 
     # ---------------------------------------------------------------- conversion
-    def render(self, size, *, align: Align = "corner") -> np.ndarray:
-        """The id of every pixel of a ``size = (height, width)`` image."""
-        return render(self._ids, size, align=align)
+    def render(self, size, *, align: Align = "corner", via=None) -> np.ndarray:
+        """The id of every pixel of a ``size = (height, width)`` image (options as :func:`render`)."""
+        return render(self._ids, size, align=align, via=via)
 
-    def mask(self, size=None, *, label: str | None = None, align: Align = "corner") -> np.ndarray:
+    def mask(self, size=None, *, label: str | None = None, align: Align = "corner", via=None) -> np.ndarray:
         """Boolean mask at ``size`` (the grid itself when None).
 
         Foreground is every non-background label, or only ``label`` when given.
@@ -203,7 +283,7 @@ class LabelGrid:
                 raise LabelError(f"no label {label!r} in this grid; labels are {self._labels!r}") from None
         if size is None:
             return cells
-        return render(cells, size, align=align)
+        return render(cells, size, align=align, via=via)
 
     def to_text(self, *, format: str = "rrle", envelope: bool = True) -> str:
         """Write the grid as Text4Seg text (see :func:`maskcodec.to_text`)."""
