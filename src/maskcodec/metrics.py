@@ -47,6 +47,19 @@ Two conventions for the box of a mask whose foreground spans columns
 REC Acc@0.5 counts a sample correct when the box IoU is *greater than* 0.5;
 an empty predicted mask (no box) scores 0.
 
+Policies
+--------
+Each accumulator takes ``policy="exact"`` (the default: the definitions
+above, exact integers) or ``policy="text4seg"``, which reproduces one script of
+the Text4Seg reference code (mc-lan/Text4Seg, ``llava/eval/``) to the bit:
+
+* :class:`IoUAccumulator`: ``eval_refer_seg.py`` (float32 sums per image and
+  over the split, ``I / (U + 1e-5)`` per sample for gIoU);
+* :class:`RECAccuracy`: ``eval_refer_comprehen.py`` (float32 box IoU, and a
+  sample whose target is empty is a miss, not skipped);
+* :class:`MeanIoU`: ``eval_semantic_seg.py`` (``intersectionAndUnionGPU`` with
+  ``ignore_index=0``, float32 sums, the mean over all ``K`` classes).
+
 All accumulators are plain picklable objects with ``merge`` (combine the
 states of several processes) and ``state()`` / ``from_state()`` (a JSON-safe
 dict), so a split can be scored in shards and combined: pixel counts are
@@ -79,6 +92,8 @@ __all__ = [
 ]
 
 NoTarget = Literal["one", "zero", "skip"]
+Policy = Literal["exact", "text4seg"]
+_METRIC_POLICIES = ("exact", "text4seg")
 Convention = Literal["text4seg", "coco"]
 _POLICIES = ("one", "zero", "skip")
 _CONVENTIONS = ("text4seg", "coco")
@@ -88,6 +103,52 @@ def _policy(no_target: str) -> str:
     if no_target not in _POLICIES:
         raise InputError(f"unknown no_target policy {no_target!r}; choose one of {', '.join(_POLICIES)}")
     return no_target
+
+
+def _metric_policy(policy: str) -> str:
+    if policy not in _METRIC_POLICIES:
+        raise InputError(f"unknown policy {policy!r}; choose one of {', '.join(_METRIC_POLICIES)}")
+    return policy
+
+
+_F32 = np.float32
+
+
+def _t4s_refer(pairs, groups) -> tuple[float, float]:
+    """cIoU and gIoU exactly as ``eval_refer_seg.py`` computes them (float32 torch/numpy arithmetic).
+
+    Per image folder: ``intersection += I_i``, ``union += U_i`` and ``acc_iou += I_i / (U_i + 1e-5)``
+    (plus 1.0 where ``U_i == 0``), all float32; then ``acc_iou / num``; over images the
+    ``AverageMeter`` sums ``intersection``, ``union`` and ``acc_iou * num`` in float32.  cIoU is
+    ``sum_I / (sum_U + 1e-10)``, gIoU ``sum_acc / count``.  Images are taken in order of first
+    appearance; counts are exact in float32 below 2**24 pixels per sample.
+    """
+    order: dict = {}
+    for k, g in enumerate(groups):
+        order.setdefault(g, []).append(k)
+    sum_i = sum_u = sum_acc = None
+    count = 0
+    for members in order.values():
+        inter = union = acc = None
+        for k in members:
+            i, u = _F32(pairs[k][0]), _F32(pairs[k][1])
+            inter = i if inter is None else _F32(inter + i)
+            union = u if union is None else _F32(union + u)
+            term = _F32(i / _F32(u + _F32(1e-5)))
+            acc = term if acc is None else _F32(acc + term)
+            if pairs[k][1] == 0:
+                acc = _F32(acc + _F32(1.0))
+        num = len(members)
+        acc = _F32(acc / _F32(num))
+        sum_i = inter if sum_i is None else _F32(sum_i + inter)
+        sum_u = union if sum_u is None else _F32(sum_u + union)
+        scaled = _F32(acc * _F32(num))
+        sum_acc = scaled if sum_acc is None else _F32(sum_acc + scaled)
+        count += num
+    if sum_i is None:
+        return math.nan, math.nan
+    ciou = _F32(sum_i / _F32(sum_u + _F32(1e-10)))
+    return float(ciou), float(_F32(sum_acc / _F32(count)))
 
 
 def _convention(convention: str) -> str:
@@ -168,6 +229,12 @@ class IoUAccumulator:
     no_target : {"one", "zero", "skip"}
         What a sample with empty target and empty prediction counts as (see the
         module documentation); ``"one"`` is what Text4Seg reports.
+    policy : {"exact", "text4seg"}
+        ``"exact"`` (default): exact integer sums, gIoU as the correctly rounded
+        mean.  ``"text4seg"``: cIoU and gIoU exactly as ``eval_refer_seg.py``
+        computes them: per sample ``I / (U + 1e-5)`` (1.0 when ``U == 0``), sums
+        in float32 per image (pass ``image=`` to :meth:`add`; a sample without
+        one is its own image) and over the split.  Needs ``no_target="one"``.
 
     Examples
     --------
@@ -186,8 +253,11 @@ class IoUAccumulator:
     """
 
     __slots__ = (
+        "_groups",
         "_ious",
         "_no_target",
+        "_pairs",
+        "_policy",
         "count",
         "empty_correct",
         "empty_targets",
@@ -196,8 +266,13 @@ class IoUAccumulator:
         "union",
     )
 
-    def __init__(self, *, no_target: NoTarget = "one") -> None:
+    def __init__(self, *, no_target: NoTarget = "one", policy: Policy = "exact") -> None:
         self._no_target = _policy(no_target)
+        self._policy = _metric_policy(policy)
+        if self._policy == "text4seg" and self._no_target != "one":
+            raise InputError("policy='text4seg' counts an empty target and prediction as 1.0: use no_target='one'")
+        self._pairs: list[tuple[int, int]] = []  # text4seg policy: (I, U) per sample
+        self._groups: list = []  # ... and its image
         self.intersection = 0  # sum of I over samples
         self.union = 0  # sum of U over samples
         self._ious: list[float] = []  # per-sample IoU of the samples counted in gIoU
@@ -210,17 +285,28 @@ class IoUAccumulator:
     def no_target(self) -> str:
         return self._no_target
 
-    def add(self, pred, target, /) -> float:
-        """Score one sample and add it; returns its IoU (``nan`` when skipped)."""
+    @property
+    def policy(self) -> str:
+        return self._policy
+
+    def add(self, pred, target, /, *, image=None) -> float:
+        """Score one sample and add it; returns its IoU (``nan`` when skipped).
+
+        ``image`` (any hashable, e.g. the image id) groups the sentences of one
+        image, as the ``text4seg`` policy's script does; the exact policy ignores it.
+        """
         inter, union = intersection_union(pred, target)
         t = _as_bool(target, "target")
-        return self.add_counts(inter, union, target_empty=not t.any())
+        return self.add_counts(inter, union, target_empty=not t.any(), image=image)
 
-    def add_counts(self, intersection: int, union: int, *, target_empty: bool | None = None) -> float:
+    def add_counts(self, intersection: int, union: int, *, target_empty: bool | None = None, image=None) -> float:
         """Add one sample given its intersection and union pixel counts."""
         inter, uni = int(intersection), int(union)
         if inter < 0 or uni < inter:
             raise InputError(f"need 0 <= intersection <= union, got {inter} and {uni}")
+        if self._policy == "text4seg":
+            self._pairs.append((inter, uni))
+            self._groups.append(("sample", self.count) if image is None else ("image", image))
         self.intersection += inter
         self.union += uni
         self.count += 1
@@ -244,12 +330,16 @@ class IoUAccumulator:
         """``sum(I) / sum(U)``; with no union at all, the no-target policy decides."""
         if self.count == 0:
             return math.nan
+        if self._policy == "text4seg":
+            return _t4s_refer(self._pairs, self._groups)[0]
         value = _ratio(self.intersection, self.union, self._no_target)
         return math.nan if value is None else value
 
     @property
     def giou(self) -> float:
         """Mean per-sample IoU (``nan`` when no sample counts)."""
+        if self._policy == "text4seg":
+            return _t4s_refer(self._pairs, self._groups)[1]
         return math.fsum(self._ious) / len(self._ious) if self._ious else math.nan
 
     @property
@@ -259,14 +349,19 @@ class IoUAccumulator:
 
     def merge(self, *others: IoUAccumulator) -> IoUAccumulator:
         """A new accumulator holding this one's samples followed by the others'."""
-        out = IoUAccumulator(no_target=self._no_target)
+        out = IoUAccumulator(no_target=self._no_target, policy=self._policy)
         for acc in (self, *others):
             if not isinstance(acc, IoUAccumulator):
                 raise TypeError(f"can only merge IoUAccumulator, got {type(acc).__name__}")
-            if acc._no_target != self._no_target:
+            if (acc._no_target, acc._policy) != (self._no_target, self._policy):
                 raise InputError(
-                    f"cannot merge accumulators with no_target {self._no_target!r} and {acc._no_target!r}"
+                    f"cannot merge accumulators with no_target/policy {self._no_target!r}/{self._policy!r} "
+                    f"and {acc._no_target!r}/{acc._policy!r}"
                 )
+            base = out.count
+            out._pairs.extend(acc._pairs)
+            # samples without an image stay their own image after the merge
+            out._groups.extend(("sample", base + g[1]) if g[0] == "sample" else g for g in acc._groups)
             out.intersection += acc.intersection
             out.union += acc.union
             out._ious.extend(acc._ious)
@@ -282,6 +377,9 @@ class IoUAccumulator:
         """A JSON-safe dict of the whole state (see :meth:`from_state`)."""
         return {
             "no_target": self._no_target,
+            "policy": self._policy,
+            "pairs": [list(p) for p in self._pairs],
+            "groups": [list(g) for g in self._groups],
             "intersection": self.intersection,
             "union": self.union,
             "ious": list(self._ious),
@@ -293,7 +391,9 @@ class IoUAccumulator:
 
     @classmethod
     def from_state(cls, state: dict) -> IoUAccumulator:
-        out = cls(no_target=state["no_target"])
+        out = cls(no_target=state["no_target"], policy=state.get("policy", "exact"))
+        out._pairs = [(int(i), int(u)) for i, u in state.get("pairs", [])]
+        out._groups = [(g[0], g[1]) for g in state.get("groups", [])]
         out.intersection = int(state["intersection"])
         out.union = int(state["union"])
         out._ious = [float(v) for v in state["ious"]]
@@ -327,7 +427,7 @@ class IoUAccumulator:
 
     def __repr__(self) -> str:
         return (
-            f"IoUAccumulator(no_target={self._no_target!r}) "
+            f"IoUAccumulator(no_target={self._no_target!r}, policy={self._policy!r}) "
             f"<count={self.count}, ciou={self.ciou:.4f}, giou={self.giou:.4f}>"
         )
 
@@ -342,8 +442,17 @@ class MeanIoU:
     ignore_index : int or None
         Target pixels with this value are left out (255 in ADE20K, VOC, COCO-Stuff).
     background : bool
-        Whether class 0 takes part in the mean (Text4Seg's open-vocabulary
-        evaluation includes it).
+        Whether class 0 takes part in the mean.
+    policy : {"exact", "text4seg"}
+        ``"exact"`` (default): as above, with ``ignore_index`` and ``background``.
+        ``"text4seg"``: exactly ``eval_semantic_seg.py``, which calls
+        ``intersectionAndUnionGPU(pred, target, K, ignore_index=0)`` per image:
+        the prediction is set to 0 wherever the target is 0, values outside
+        ``0 .. K - 1`` are not counted (so target pixels of 255 leave the
+        target's counts but stay in the prediction's), per-class counts are
+        summed over images in float32, and mIoU is the float32 mean of
+        ``I / (U + 1e-10)`` over *all* ``K`` classes, absent ones counting 0.
+        ``ignore_index`` and ``background`` are not used.
 
     Notes
     -----
@@ -362,15 +471,39 @@ class MeanIoU:
     (0.5, 0.25)
     """
 
-    def __init__(self, num_classes: int, *, ignore_index: int | None = 255, background: bool = True) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        ignore_index: int | None = 255,
+        background: bool = True,
+        policy: Policy = "exact",
+    ) -> None:
         if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) or num_classes < 1:
             raise InputError(f"num_classes must be a positive int, got {num_classes!r}")
         self.num_classes = int(num_classes)
         self.ignore_index = None if ignore_index is None else int(ignore_index)
         self.background = bool(background)
+        self.policy = _metric_policy(policy)
         self.intersection = np.zeros(self.num_classes, dtype=np.int64)
         self.union = np.zeros(self.num_classes, dtype=np.int64)
         self.images = 0
+        # text4seg policy: per image (intersection, union) as float32, in order (the sums are float32)
+        self._rows: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def _add_text4seg(self, p: np.ndarray, t: np.ndarray) -> None:
+        n = self.num_classes
+        p = np.where(t == 0, 0, p).astype(np.int64).ravel()  # output[target == ignore_index] = ignore_index
+        t = t.astype(np.int64).ravel()
+        both = p[p == t]
+        # torch.histc(x, bins=K, min=0, max=K-1) on integers: one bin per class, others not counted
+        counts = [np.bincount(v[(v >= 0) & (v < n)], minlength=n) for v in (both, p, t)]
+        inter, area_p, area_t = (c.astype(np.float32) for c in counts)
+        union = (area_p + area_t - inter).astype(np.float32)
+        self.intersection += counts[0]
+        self.union += counts[1] + counts[2] - counts[0]
+        self._rows.append((inter, union))
+        self.images += 1
 
     def add(self, pred, target, /) -> None:
         """Add one image's prediction and target label maps (same shape)."""
@@ -381,6 +514,9 @@ class MeanIoU:
         for arr, name in ((p, "pred"), (t, "target")):
             if arr.dtype.kind not in "biu":
                 raise InputError(f"{name} must hold integer class ids, got dtype {arr.dtype}")
+        if self.policy == "text4seg":
+            self._add_text4seg(p, t)
+            return
         keep = np.ones(t.shape, dtype=bool) if self.ignore_index is None else t != self.ignore_index
         p = p[keep].astype(np.int64)
         t = t[keep].astype(np.int64)
@@ -395,13 +531,27 @@ class MeanIoU:
         self.union += confusion.sum(0) + confusion.sum(1) - inter
         self.images += 1
 
+    def _t4s_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        # AverageMeter(Summary.SUM).update(x): sum += x, in float32, image after image
+        si = np.zeros(self.num_classes, dtype=np.float32)
+        su = np.zeros(self.num_classes, dtype=np.float32)
+        for inter, union in self._rows:
+            si = si + inter
+            su = su + union
+        return si, su
+
     def per_class(self) -> np.ndarray:
-        """IoU of each class (``nan`` where the class never occurred)."""
+        """IoU of each class (``nan`` where the class never occurred; text4seg policy: 0, in float32)."""
+        if self.policy == "text4seg":
+            si, su = self._t4s_sums()
+            return si / (su + np.float32(1e-10))
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.union > 0, self.intersection / np.maximum(self.union, 1), np.nan)
 
     @property
     def miou(self) -> float:
+        if self.policy == "text4seg":
+            return float(np.mean(self.per_class())) if self.images else math.nan
         values = self.per_class()
         if not self.background:
             values = values[1:]
@@ -409,12 +559,15 @@ class MeanIoU:
         return float(values.mean()) if values.size else math.nan
 
     def merge(self, *others: MeanIoU) -> MeanIoU:
-        out = MeanIoU(self.num_classes, ignore_index=self.ignore_index, background=self.background)
+        out = MeanIoU(
+            self.num_classes, ignore_index=self.ignore_index, background=self.background, policy=self.policy
+        )
         for m in (self, *others):
             if not isinstance(m, MeanIoU):
                 raise TypeError(f"can only merge MeanIoU, got {type(m).__name__}")
-            if (m.num_classes, m.ignore_index) != (self.num_classes, self.ignore_index):
-                raise InputError("cannot merge MeanIoU with different num_classes or ignore_index")
+            if (m.num_classes, m.ignore_index, m.policy) != (self.num_classes, self.ignore_index, self.policy):
+                raise InputError("cannot merge MeanIoU with different num_classes, ignore_index or policy")
+            out._rows.extend(m._rows)
             out.intersection += m.intersection
             out.union += m.union
             out.images += m.images
@@ -427,21 +580,32 @@ class MeanIoU:
             "num_classes": self.num_classes,
             "ignore_index": self.ignore_index,
             "background": self.background,
+            "policy": self.policy,
             "intersection": self.intersection.tolist(),
             "union": self.union.tolist(),
             "images": self.images,
+            "rows": [[i.tolist(), u.tolist()] for i, u in self._rows],
         }
 
     @classmethod
     def from_state(cls, state: dict) -> MeanIoU:
-        out = cls(state["num_classes"], ignore_index=state["ignore_index"], background=state["background"])
+        out = cls(
+            state["num_classes"],
+            ignore_index=state["ignore_index"],
+            background=state["background"],
+            policy=state.get("policy", "exact"),
+        )
+        out._rows = [(np.asarray(i, np.float32), np.asarray(u, np.float32)) for i, u in state.get("rows", [])]
         out.intersection[:] = state["intersection"]
         out.union[:] = state["union"]
         out.images = int(state["images"])
         return out
 
     def __repr__(self) -> str:
-        return f"MeanIoU({self.num_classes}, ignore_index={self.ignore_index}, background={self.background})"
+        return (
+            f"MeanIoU({self.num_classes}, ignore_index={self.ignore_index}, background={self.background}, "
+            f"policy={self.policy!r})"
+        )
 
 
 def box_from_mask(mask, /, *, convention: Convention = "text4seg") -> tuple[int, int, int, int] | None:
@@ -513,6 +677,21 @@ def box_iou(a, b, /, *, convention: Convention = "text4seg") -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _t4s_box_iou(pb, tb) -> np.float32:
+    """``box_iou(masks_to_boxes(pred), masks_to_boxes(gt))`` of eval_refer_comprehen.py, in float32."""
+    empty = (_F32(1e8), _F32(1e8), _F32(0), _F32(0))  # masks_to_boxes of an all-zero mask
+    a = empty if pb is None else tuple(_F32(v) for v in pb)
+    b = empty if tb is None else tuple(_F32(v) for v in tb)
+    area_a = _F32((a[2] - a[0]) * (a[3] - a[1]))
+    area_b = _F32((b[2] - b[0]) * (b[3] - b[1]))
+    w = max(_F32(min(a[2], b[2]) - max(a[0], b[0])), _F32(0))
+    h = max(_F32(min(a[3], b[3]) - max(a[1], b[1])), _F32(0))
+    inter = _F32(w * h)
+    union = _F32(_F32(area_a + area_b) - inter)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _F32(inter / union)  # 0 / 0 is nan, which is not > 0.5
+
+
 def _box_of(x, conv: str, name: str):
     if isinstance(x, np.ndarray) and x.ndim == 2:
         return box_from_mask(x, convention=conv)
@@ -538,6 +717,12 @@ class RECAccuracy:
     accuracy with ``no_target="skip"`` (the default), or raises with
     ``no_target="raise"``.
 
+    ``policy="text4seg"`` reproduces ``eval_refer_comprehen.py``: every sample
+    counts (``ALL_samples``), a sample with an empty target is a miss, and the
+    box IoU is computed in float32 from torch's ``masks_to_boxes`` boxes (an
+    empty mask is the box ``(1e8, 1e8, 0, 0)``) with torchvision's
+    ``box_area``; it needs the ``"text4seg"`` convention and ``no_target="skip"``.
+
     Examples
     --------
     >>> import numpy as np
@@ -557,11 +742,16 @@ class RECAccuracy:
         threshold: float = 0.5,
         convention: Convention = "text4seg",
         no_target: Literal["skip", "raise"] = "skip",
+        policy: Policy = "exact",
     ) -> None:
         if not 0.0 <= float(threshold) < 1.0:
             raise InputError(f"threshold must be in [0, 1), got {threshold!r}")
         if no_target not in ("skip", "raise"):
             raise InputError(f"RECAccuracy no_target must be 'skip' or 'raise', got {no_target!r}")
+        self.policy = _metric_policy(policy)
+        if self.policy == "text4seg" and (convention != "text4seg" or no_target != "skip"):
+            raise InputError("policy='text4seg' scores empty targets as misses with text4seg boxes: "
+                             "keep convention='text4seg' and no_target='skip'")
         self.threshold = float(threshold)
         self.convention = _convention(convention)
         self.no_target = no_target
@@ -573,6 +763,11 @@ class RECAccuracy:
         """Score one sample; returns whether it is correct (False when skipped)."""
         pb = _box_of(pred, self.convention, "pred")
         tb = _box_of(target, self.convention, "target")
+        if self.policy == "text4seg":
+            hit = bool(_t4s_box_iou(pb, tb) > _F32(self.threshold))
+            self.count += 1
+            self.correct += int(hit)
+            return hit
         if tb is None:
             if self.no_target == "raise":
                 raise InputError("the target has no box (empty mask); REC needs a target object")
@@ -588,12 +783,14 @@ class RECAccuracy:
         return self.correct / self.count if self.count else math.nan
 
     def merge(self, *others: RECAccuracy) -> RECAccuracy:
-        out = RECAccuracy(threshold=self.threshold, convention=self.convention, no_target=self.no_target)
+        out = RECAccuracy(
+            threshold=self.threshold, convention=self.convention, no_target=self.no_target, policy=self.policy
+        )
         for acc in (self, *others):
             if not isinstance(acc, RECAccuracy):
                 raise TypeError(f"can only merge RECAccuracy, got {type(acc).__name__}")
-            if (acc.threshold, acc.convention) != (self.threshold, self.convention):
-                raise InputError("cannot merge RECAccuracy with different threshold or convention")
+            if (acc.threshold, acc.convention, acc.policy) != (self.threshold, self.convention, self.policy):
+                raise InputError("cannot merge RECAccuracy with different threshold, convention or policy")
             out.correct += acc.correct
             out.count += acc.count
             out.skipped += acc.skipped
@@ -606,6 +803,7 @@ class RECAccuracy:
             "threshold": self.threshold,
             "convention": self.convention,
             "no_target": self.no_target,
+            "policy": self.policy,
             "correct": self.correct,
             "count": self.count,
             "skipped": self.skipped,
@@ -617,6 +815,7 @@ class RECAccuracy:
             threshold=state["threshold"],
             convention=state["convention"],
             no_target=state.get("no_target", "skip"),
+            policy=state.get("policy", "exact"),
         )
         out.correct, out.count = int(state["correct"]), int(state["count"])
         out.skipped = int(state.get("skipped", 0))
@@ -625,7 +824,7 @@ class RECAccuracy:
     def __repr__(self) -> str:
         return (
             f"RECAccuracy(threshold={self.threshold}, convention={self.convention!r}, "
-            f"no_target={self.no_target!r})"
+            f"no_target={self.no_target!r}, policy={self.policy!r})"
         )
 
 
