@@ -218,6 +218,14 @@ def upsample(ids, height: int, width: int, align: str = "corner") -> np.ndarray:
     return out
 
 
+def cell_bounds(n_out: int, n_in: int, align: str) -> list[int]:
+    """For each cell ``c`` (and ``n_in``), the first output pixel whose source cell is ``>= c``."""
+    src = [
+        y * n_in // n_out if align == "corner" else (2 * y + 1) * n_in // (2 * n_out) for y in range(n_out)
+    ]
+    return [next((y for y in range(n_out) if src[y] >= c), n_out) for c in range(n_in + 1)]
+
+
 # --------------------------------------------------------------------------- the table
 
 #: Each public function or kernel, the reference it must equal, and the test that checks it.
@@ -244,7 +252,16 @@ REFERENCES = {
         "test_parser.py::test_fast_rrle_agrees_with_strict_parser",
     ),
     "render / LabelGrid.render": ("upsample", "test_grid.py::test_render_matches_reference"),
-    "_kernels.render": ("upsample", "test_grid.py::test_render_matches_reference"),
+    "_kernels.render / copy_row": ("upsample", "test_grid.py::test_render_matches_reference"),
+    "_kernels.bounds": ("cell_bounds", "test_batch.py::test_bounds_match_reference"),
+    "_kernels.decode_rrle / decode_rrle_batch (decode_mask, decode_masks)": (
+        "the hand-written strict parser",
+        "test_batch.py::test_decode_masks_equal_decode_mask",
+    ),
+    "_kernels.sample_binary / write_texts / encode_binary_batch (encode_masks)": (
+        "text4seg_encode",
+        "test_batch.py::test_encode_masks_equal_encode_mask",
+    ),
 }
 
 

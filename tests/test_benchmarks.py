@@ -113,3 +113,18 @@ def test_import_benchmark_sees_no_heavy_import_and_cli_output_is_right():
     assert imp["heavy_modules_imported"] == []
     cli = bench.cli_times(runs=1)  # raises SystemExit if the CLI printed anything but encode_mask's text
     assert len(cli["cli_encode_wall_all_s"]) == 1
+
+
+def test_torch_benchmark_checks_against_the_core_on_cpu():
+    pytest.importorskip("torch")
+    bench = _load("bench_torch")
+    result = bench.run("cpu", batch=3, size=(37, 45), grid=8, repeat=1)
+    assert {"quantize_area", "render", "decode_token_ids"} <= set(result["rows"])
+    assert result["batch"] == 3 and "decode_token_ids" in bench.format_table(result)
+
+
+def test_batch_benchmark_checks_batched_against_one_by_one():
+    bench = _load("bench_batch")
+    result = bench.run(5, threads=(1, 2), repeat=1)
+    assert all(v > 0 for v in result["us_per_mask"].values())
+    assert "decode_masks_stack: threads=2 speed-up over threads=1" in bench.format_table(result)

@@ -336,3 +336,24 @@ def test_gpu_check_script_runs_its_comparisons_on_cpu():
     out = subprocess.run([sys.executable, script, "--device", "cpu", "--batches", "1"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "all checks passed" in out.stdout and "FAIL" not in out.stdout
+
+
+def test_decode_token_ids_renders_on_the_device_like_the_core(monkeypatch):
+    # The accelerator branch (grids moved, then rendered by torch) run on the CPU.
+    torch = pytest.importorskip("torch")
+    import maskcodec.torch as mct
+
+    texts = [mc.LabelGrid(np.eye(4, dtype=int), ("others", "x")).to_text(), "nothing", "<seg>x *4\n x *4\n"]
+    longest = max(map(len, texts))
+    ids = torch.tensor([[ord(c) for c in t] + [0] * (longest - len(t)) for t in texts])
+
+    class Chars:
+        def batch_decode(self, seqs, skip_special_tokens=True):
+            return ["".join(chr(c) for c in s if c) for s in seqs]
+
+    want = mct.decode_token_ids(ids, Chars(), size=(9, 7), grid=4).masks
+    monkeypatch.setattr(mct, "_render_on", lambda device: True)
+    got = mct.decode_token_ids(ids, Chars(), size=(9, 7), grid=4)
+    assert got.masks.dtype == torch.bool and torch.equal(got.masks, want)
+    for m, t in zip(got.masks, texts):
+        assert np.array_equal(m.numpy(), mc.decode_mask(t, size=(9, 7), grid=4))

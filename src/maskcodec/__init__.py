@@ -5,6 +5,8 @@ Public API (everything else lives in ``_``-prefixed modules or submodules)::
     quantize(mask, grid=16, method="nearest")        mask -> (rows, cols) grid
     encode_mask(mask, labels, grid=16, ...)          mask -> answer text
     decode_mask(text, size=(h, w), mode="repair")    answer text -> bool mask
+    encode_masks(masks, labels, threads=1)           many masks -> texts, one kernel call per chunk
+    decode_masks(texts, size=..., threads=1)         many answers -> (n, h, w) masks or a list
     LabelGrid(ids, labels)                           a decoded grid, .render(), .to_text()
     to_text(grid) / from_text(text)                  multi-class text <-> LabelGrid
     parse(text, mode=...) / parse_all(text)          ParseResult with repairs and position
@@ -14,6 +16,7 @@ Submodules, imported on first use (``import maskcodec.coco`` or ``maskcodec.coco
     coco      COCO RLE dicts and polygons <-> grids, masks and text (pycocotools-exact)
 """
 
+from ._batch import decode_masks, encode_masks
 from ._errors import InputError, LabelError, MaskcodecError, ParseError
 from ._labels import check_label, is_safe_label, safe_label
 from ._parser import ParseResult, Repair, decode_mask, from_text, parse, parse_all
@@ -37,8 +40,10 @@ __all__ = [
     "__version__",
     "check_label",
     "decode_mask",
+    "decode_masks",
     "encode_grid",
     "encode_mask",
+    "encode_masks",
     "from_text",
     "is_safe_label",
     "parse",

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.core import cgutils, types
+from numba.extending import intrinsic as _intrinsic
+from numba.extending import overload as _overload
 
 _jit = numba.njit(cache=True, nogil=True)
 
@@ -168,24 +171,84 @@ def apply_lut(mask, lut, out):
 # --------------------------------------------------------------------------- render
 
 
-@_jit
-def render(ids, ys, xs, out):
-    """out[y, x] = ids[ys[y], xs[x]], expanding each grid row once.
+def copy_row(dst, src):
+    """``dst[:] = src`` for two 1-D contiguous arrays of one dtype and length.
 
-    ``ys`` is non-decreasing (both alignments are), so consecutive output rows
-    that read the same grid row are plain copies of the expanded row.
+    Compiled, it is one ``memcpy``: a copy loop over a row of a few hundred
+    bytes measured 9.4 us per 478x640 rendering against 7.0 us with memcpy
+    (and 6.6 us for ``mask.copy()``), since LLVM cannot prove that two rows of
+    one array do not overlap and keeps the loop short and scalar.
     """
-    rows = ids.shape[0]
-    width = xs.shape[0]
-    expanded = np.empty((rows, width), dtype=out.dtype)
+    dst[:] = src
+
+
+@_intrinsic
+def _memcpy(typingctx, dst, src):
+    sig = types.intp(dst, src)
+
+    def codegen(context, builder, signature, args):
+        darr = context.make_array(signature.args[0])(context, builder, args[0])
+        sarr = context.make_array(signature.args[1])(context, builder, args[1])
+        itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[1].dtype))
+        cgutils.raw_memcpy(builder, darr.data, sarr.data, sarr.nitems, itemsize)
+        return context.get_constant(types.intp, 0)
+
+    return sig, codegen
+
+
+@_overload(copy_row, jit_options={"cache": True, "nogil": True})
+def _copy_row_impl(dst, src):
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype):
+        return None
+
+    def impl(dst, src):
+        _memcpy(dst, src)
+
+    return impl
+
+
+@_jit
+def bounds(n_out, n_in, center, b):
+    """``b[c]`` = the first of ``n_out`` output pixels that reads cell ``c`` of ``n_in``; ``b[n_in] = n_out``.
+
+    Corner alignment reads cell ``d * n_in // n_out``, which is ``>= c`` exactly
+    when ``d >= c * n_out / n_in``; centre alignment reads
+    ``(2d + 1) * n_in // (2 n_out)``, ``>= c`` exactly when
+    ``d >= (2 c n_out - n_in) / (2 n_in)``.  Both are non-decreasing, so cell
+    ``c`` covers the pixels ``b[c]:b[c + 1]`` (none when downsampling skips it).
+    """
+    for c in range(n_in + 1):
+        if center:
+            num = 2 * c * n_out - n_in
+            v = (num + 2 * n_in - 1) // (2 * n_in) if num > 0 else 0
+        else:
+            v = (c * n_out + n_in - 1) // n_in
+        b[c] = v if v < n_out else n_out
+    return 0
+
+
+@_jit
+def render(ids, yb, xb, out):
+    """Upsample ``ids`` into ``out`` by copying one prepared row per grid row.
+
+    ``yb``/``xb`` are the cell boundaries from :func:`bounds`.  For grid row
+    ``r`` the first output row it covers is filled cell by cell (each cell a
+    run of equal values), and every further row it covers is a ``memcpy`` of
+    that template row, so the output is written at close to memory speed.
+    """
+    rows, cols = ids.shape
     for r in range(rows):
-        for x in range(width):
-            expanded[r, x] = ids[r, xs[x]]
-    for y in range(ys.shape[0]):
-        src = expanded[ys[y]]
-        dst = out[y]
-        for x in range(width):
-            dst[x] = src[x]
+        y0 = yb[r]
+        y1 = yb[r + 1]
+        if y0 >= y1:
+            continue
+        tmpl = out[y0]
+        for c in range(cols):
+            v = ids[r, c]
+            for x in range(xb[c], xb[c + 1]):
+                tmpl[x] = v
+        for y in range(y0 + 1, y1):
+            copy_row(out[y], tmpl)
     return 0
 
 
@@ -298,6 +361,39 @@ def encode_binary(mask, yi, xi, lab, off, fmt, envelope, out):
     return write_text(ids, lab, off, fmt, envelope, out)
 
 
+@_jit
+def write_texts(ids, lab, off, fmt, envelope, out, ends):
+    """:func:`write_text` for a stack of grids ``ids`` (n, rows, cols), back to back in ``out``.
+
+    Text ``i`` ends at ``ends[i]`` (and starts where text ``i - 1`` ended);
+    returns the total byte count.  ``out`` must hold ``n`` worst cases.
+    """
+    n = 0
+    for i in range(ids.shape[0]):
+        n += write_text(ids[i], lab, off, fmt, envelope, out[n:])
+        ends[i] = n
+    return n
+
+
+@_jit
+def sample_binary(mask, yi, xi, v, ids, i):
+    """``ids[i, r, c] = v`` where ``mask[yi[r], xi[c]]`` is non-zero, else 0."""
+    for r in range(yi.shape[0]):
+        row = yi[r]
+        for c in range(xi.shape[0]):
+            ids[i, r, c] = v if mask[row, xi[c]] != 0 else 0
+    return 0
+
+
+@_jit
+def encode_binary_batch(masks, yi, xi, fg, lab, off, fmt, envelope, ids, out, ends):
+    """Nearest-sample each mask of a stack ``masks`` (n, height, width), mask ``i`` with the
+    foreground label ``fg[i]``, and write all texts as :func:`write_texts` does."""
+    for i in range(masks.shape[0]):
+        sample_binary(masks[i], yi, xi, fg[i], ids, i)
+    return write_texts(ids, lab, off, fmt, envelope, out, ends)
+
+
 # --------------------------------------------------------------------------- parsing (fast path)
 
 
@@ -312,25 +408,31 @@ def _same_bytes(buf, a0, a1, b0, b1):
 
 
 @_jit
-def parse_rrle(buf, stop, bg, rows, cols, max_side, cells, spans, shape):
-    """Strictly parse R-RLE body bytes ``buf[:stop]`` straight into label ids.
+def parse_rrle(buf, start, stop, bg, fold, rows, cols, max_side, cells, spans, shape):
+    """Strictly parse R-RLE body bytes ``buf[start:stop]`` straight into label ids.
 
     The body must be exactly ``row {"\\n " row} "\\n"``.  ``rows``/``cols`` of
     -1 mean "infer" (cols from the first row's sum, rows from the row count,
     each at most ``max_side``).  Label id 0 is the background, whose bytes are
     ``bg``; other labels are numbered by first appearance, as the hand-written
-    parser numbers them.  On success returns 0 and fills ``cells`` (row-major
-    ids, uint8), ``spans`` (start, end byte offsets of label ``k`` in row
-    ``k``; row 0 is unused) and ``shape`` (rows, cols, number of labels).
-    Returns 1 on anything unusual (including more than 256 labels or more
-    cells than ``cells`` holds); the caller then runs the hand-written parser,
-    which either accepts with the same result or raises a positioned error.
-    Labels are only checked for structural bytes here (``* | \\n \\r <`` and
-    edge spaces/tabs); the caller checks their decoded text.
+    parser numbers them.  On success fills ``cells`` (row-major ids, uint8),
+    ``spans`` (start, end byte offsets of label ``k`` in row ``k``; row 0 is
+    unused) and ``shape`` (rows, cols, number of labels) and returns 0 when
+    every label is plain ASCII (then fully checked here: no control
+    character, no edge blank) or 2 when some label has other bytes (the
+    caller checks its decoded text).  Returns 1 on anything unusual
+    (including more than 256 labels, more cells than ``cells`` holds, a
+    ``<`` in a label, or, when ``fold`` is not empty, an ASCII label other
+    than ``bg`` whose lower case is ``fold``: the repair parser reads it as
+    the background and records that); the caller then runs the hand-written
+    parser, which either accepts with the same result or raises a positioned
+    error.
     """
     nlab = 1
     nbg = bg.shape[0]
-    pos = 0
+    nfold = fold.shape[0]
+    code = 0
+    pos = start
     r = 0
     ncell = 0
     width = cols
@@ -380,6 +482,17 @@ def parse_rrle(buf, stop, bg, rows, cols, max_side, cells, spans, shape):
             if k < 0:
                 if nlab >= spans.shape[0]:
                     return 1
+                folded = nfold == lab1 - lab0
+                for q in range(lab0, lab1):
+                    b = buf[q]
+                    if b >= 128:
+                        code = 2
+                    elif (b < 32 and b != 9) or b == 127:
+                        return 1
+                    if folded and (b + 32 if 65 <= b <= 90 else b) != fold[q - lab0]:
+                        folded = False
+                if folded:
+                    return 1
                 spans[nlab, 0] = lab0
                 spans[nlab, 1] = lab1
                 k = nlab
@@ -413,4 +526,54 @@ def parse_rrle(buf, stop, bg, rows, cols, max_side, cells, spans, shape):
     shape[0] = r
     shape[1] = width
     shape[2] = nlab
+    return code
+
+
+@_jit
+def decode_rrle(buf, start, stop, bg, fold, rows, cols, max_side, center, out):
+    """Parse ``buf[start:stop]`` as :func:`parse_rrle` does and render its foreground into ``out``.
+
+    ``out`` is ``(height, width)`` uint8 (a bool mask's bytes): 1 where the
+    cell's label is not the background.  Returns :func:`parse_rrle`'s code;
+    ``out`` is written only when it is 0, so any other code leaves the text to
+    the hand-written parser.  No Python object is made: this is the whole of
+    ``decode_mask`` for a well-formed answer.
+    """
+    if rows >= 0:
+        cap = rows * cols
+    else:
+        lines = 0  # the body has one newline per row: bound the cells by rows * max_side
+        for q in range(start, stop):
+            if buf[q] == 10:
+                lines += 1
+        cap = min(max(lines, 1), max_side) * max_side
+    cells = np.empty(cap, dtype=np.uint8)
+    spans = np.empty((256, 2), dtype=np.int64)
+    shape = np.empty(3, dtype=np.int64)
+    code = parse_rrle(buf, start, stop, bg, fold, rows, cols, max_side, cells, spans, shape)
+    if code != 0:
+        return code
+    nr = shape[0]
+    nc = shape[1]
+    for q in range(nr * nc):
+        cells[q] = 1 if cells[q] != 0 else 0
+    yb = np.empty(nr + 1, dtype=np.int64)
+    xb = np.empty(nc + 1, dtype=np.int64)
+    bounds(out.shape[0], nr, center, yb)
+    bounds(out.shape[1], nc, center, xb)
+    render(cells[: nr * nc].reshape((nr, nc)), yb, xb, out)
+    return 0
+
+
+@_jit
+def decode_rrle_batch(buf, starts, stops, bg, fold, rows, cols, max_side, center, out, offs, hs, ws, codes):
+    """:func:`decode_rrle` for many texts: text ``i`` is ``buf[starts[i]:stops[i]]`` (none when
+    ``starts[i] < 0``) and renders into ``out[offs[i]:]`` as an ``(hs[i], ws[i])`` mask; its code
+    goes to ``codes[i]``."""
+    for i in range(starts.shape[0]):
+        if starts[i] < 0:
+            codes[i] = 1
+            continue
+        o = out[offs[i] : offs[i] + hs[i] * ws[i]].reshape((hs[i], ws[i]))
+        codes[i] = decode_rrle(buf, starts[i], stops[i], bg, fold, rows, cols, max_side, center, o)
     return 0

@@ -53,7 +53,7 @@ import numpy as np
 
 from ._errors import InputError, LabelError, ParseError
 from ._labels import _problem, is_safe_label, safe_label
-from .grid import LabelGrid, render
+from .grid import LabelGrid, as_size
 from .quantize import MAX_GRID_SIDE, as_grid
 
 __all__ = ["ParseResult", "Repair", "decode_mask", "from_text", "parse", "parse_all"]
@@ -378,6 +378,19 @@ def _bg_bytes(background: str) -> np.ndarray:
     return arr
 
 
+_NO_FOLD: Final = np.zeros(0, dtype=np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _bg_fold(background: str) -> np.ndarray | None:
+    """The bytes that repair mode's background folding compares ASCII labels with (the kernel
+    leaves such a label to the repair parser); None for a non-ASCII background, whose folding
+    only the Python parser knows."""
+    if not background.isascii():
+        return None
+    return np.frombuffer(background.lower().encode("ascii"), dtype=np.uint8)
+
+
 _MAX_FAST_CELLS: Final = MAX_GRID_SIDE * MAX_GRID_SIDE
 
 
@@ -397,16 +410,18 @@ def _fast_rrle(text, start, end, rows, cols, vocab, background):
     cells = np.empty(rows * cols if rows is not None else _MAX_FAST_CELLS, dtype=np.uint8)
     spans = np.empty((256, 2), dtype=np.int64)
     shape = np.empty(3, dtype=np.int64)
-    if _kernels.parse_rrle(
-        buf, buf.size, _bg_bytes(background), -1 if rows is None else rows,
+    code = _kernels.parse_rrle(
+        buf, 0, buf.size, _bg_bytes(background), _NO_FOLD, -1 if rows is None else rows,
         -1 if cols is None else cols, MAX_GRID_SIDE, cells, spans, shape,
-    ):
+    )
+    if code == 1:
         return None
     nr, nc, nlab = shape.tolist()
     labels = [background]
     for a, b in spans[1:nlab].tolist():
         name = raw[a:b].decode("utf-8")
-        if _problem(name) is not None or (vocab is not None and name not in vocab):
+        # code 0: the kernel has checked every (ASCII) label; code 2: some need the full rule
+        if (code and _problem(name) is not None) or (vocab is not None and name not in vocab):
             return None
         labels.append(name)
     ids = cells[: nr * nc].reshape(nr, nc)
@@ -1055,24 +1070,34 @@ def decode_mask(
     """
     if (
         type(text) is str
-        and mode != "text4seg"
+        and (mode == "repair" or mode == "strict")
         and format == "rrle"
         and envelope is True
         and labels is None
         and class_table is None
         and via is None
         and type(background) is str
+        and (align == "corner" or align == "center")
     ):
-        # Fast path for well-formed answers: no LabelGrid, no ParseResult.
+        # Fast path for well-formed answers: parsed and rendered in one kernel call, no Python
+        # object per run or per label.  Anything unusual goes to parse() below.
         i = text.find(SEG_OPEN)
         if i >= 0:
             j = text.find(SEG_CLOSE, i + len(SEG_OPEN))
-            if j >= 0:
+            fold = _NO_FOLD if mode == "strict" else _bg_fold(background)
+            if j >= 0 and fold is not None and _problem(background) is None:
+                h, w = as_size(size)
                 rows, cols = _grid_or_none(grid)
-                if _problem(background) is None and mode in _MODES:
-                    fast = _fast_rrle(text, i + len(SEG_OPEN), j, rows, cols, None, background)
-                    if fast is not None:
-                        return render(fast.ids, size, align=align, dtype=bool)
+                raw = text[i + len(SEG_OPEN) : j].encode("utf-8", "surrogatepass")  # a surrogate: code 2
+                out = np.empty((h, w), dtype=bool)
+                from . import _kernels
+
+                if not _kernels.decode_rrle(
+                    np.frombuffer(raw, dtype=np.uint8), 0, len(raw), _bg_bytes(background), fold,
+                    -1 if rows is None else rows, -1 if cols is None else cols, MAX_GRID_SIDE,
+                    align == "center", out.view(np.uint8),
+                ):
+                    return out
     result = parse(
         text, grid=grid, mode=mode, format=format, envelope=envelope,
         background=background, labels=labels, unknown=unknown, class_table=class_table,

@@ -67,6 +67,20 @@ def _src_index(n_out: int, n_in: int, align: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4096)
+def _bounds(n_out: int, n_in: int, align: str) -> np.ndarray:
+    """Cell boundaries along one axis: cell ``c`` covers output pixels ``b[c]:b[c + 1]``."""
+    b = np.empty(n_in + 1, dtype=np.int64)
+    _k().bounds(n_out, n_in, align == "center", b)
+    b.setflags(write=False)
+    return b
+
+
+def _bounds_of(idx: np.ndarray, n_in: int) -> np.ndarray:
+    """Cell boundaries of a non-decreasing index map (every map above is one, composed too)."""
+    return np.searchsorted(idx, np.arange(n_in + 1)).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=4096)
 def _torch_index(n_out: int, n_in: int, small: bool) -> np.ndarray:
     # Derived from ATen's CPU nearest kernels (aten/src/ATen/native/UpSample.h and
     # cpu/UpSampleKernel.cpp).  For a (1, 1, h, w) input, _use_vectorized_kernel_cond_2d
@@ -157,13 +171,17 @@ def render(ids: np.ndarray, /, size, *, align: Align = "corner", dtype=None, via
     if ids.ndim != 2 or ids.size == 0:
         raise InputError(f"a grid must be a non-empty 2-D array, got shape {ids.shape}")
     h, w = as_size(size)
-    ys, xs = _axis_indices((h, w), ids.shape, align, via)
+    if via is None and (align == "corner" or align == "center"):
+        yb, xb = _bounds(h, ids.shape[0], align), _bounds(w, ids.shape[1], align)
+    else:
+        ys, xs = _axis_indices((h, w), ids.shape, align, via)
+        yb, xb = _bounds_of(ys, ids.shape[0]), _bounds_of(xs, ids.shape[1])
     out = np.empty((h, w), dtype=ids.dtype if dtype is None else dtype)
     if out.dtype == np.bool_:  # bytes are faster to move than numba's normalised booleans
         src = ids.view(np.uint8) if ids.dtype == np.bool_ else (ids != 0).view(np.uint8)
-        _k().render(src, ys, xs, out.view(np.uint8))
+        _k().render(src, yb, xb, out.view(np.uint8))
         return out
-    _k().render(ids, ys, xs, out)
+    _k().render(ids, yb, xb, out)
     return out
 
 
