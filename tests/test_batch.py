@@ -160,6 +160,9 @@ def test_decode_masks_options_and_errors():
     assert mc.decode_masks([], size=(3, 3)).shape == (0, 3, 3) and mc.decode_masks([], size=[]) == []
     irle = mc.to_text(mc.LabelGrid([[0, 1]], ["others", "x"]), format="irle")
     np.testing.assert_array_equal(mc.decode_masks([irle], size=(1, 2), grid=(1, 2), format="irle")[0], [[0, 1]])
+    for kw in (dict(align="torch"), dict(via=(5, 3)), dict(align="torch", via=(40, 41), mode="text4seg")):
+        want = [mc.decode_mask(t, size=(9, 6), **kw) for t in texts]
+        np.testing.assert_array_equal(mc.decode_masks(texts, size=(9, 6), **kw), want)
     with pytest.raises(TypeError, match="sequence of str"):
         mc.decode_masks("<seg>x *1\n</seg>", size=(1, 1))
     with pytest.raises(TypeError, match=r"texts\[1\] must be a str"):
