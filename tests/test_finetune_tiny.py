@@ -88,6 +88,11 @@ def test_tiny_train_and_evaluate(example, tmp_path):
     assert base["all_background"]["ciou"] == 0.0 and base["all_background"]["rec_acc50"] == 0.0
     assert base["best_fixed_blob"]["ciou"] > 0.0
     assert "cIoU" in report["table"]
+    # maskcodec.metrics.evaluate rescored the same answers from the written files: same coarse numbers.
+    ev = con["maskcodec_eval"]
+    assert ev["scored"] == 8 and ev["skipped"] == 0
+    assert ev["maskcodec"]["ciou"] == con["coarse"]["ciou"] and ev["maskcodec"]["giou"] == con["coarse"]["giou"]
+    assert 0.0 <= ev["text4seg"]["ciou"] <= 1.0
     with open(os.path.join(out, "eval_samples_constrained.jsonl")) as f:
         samples = [json.loads(line) for line in f]
     import maskcodec as mc

@@ -7,6 +7,11 @@ maskcodec.refine's deterministic box, points and mask logits, side by side::
     python examples/finetune/evaluate.py --checkpoint runs/qwen2vl-2b/final \\
         --val data/refcoco_val.jsonl --image-root data/coco --sam facebook/sam-vit-huge
 
+The answers are also scored by ``maskcodec.metrics.evaluate`` (what ``maskcodec eval`` runs):
+the generated texts go to ``eval_answers_<run>.jsonl`` and the targets to ``eval_targets.jsonl``,
+and ``eval.json`` gets cIoU, gIoU, N-acc, Acc@0.5 and mIoU under the Text4Seg scripts' rules and
+maskcodec's side by side (the same files can be rescored later with ``maskcodec eval``).
+
 Generation goes through maskcodec's logits processor (``maskcodec.hf``) when
 it is installed, so every answer parses; ``--compare-unconstrained`` also
 generates without it and reports both.
@@ -58,6 +63,28 @@ def _table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def write_targets(val, path: str) -> None:
+    """The targets for ``maskcodec eval``: each record's mask PNG, else its answer with its image."""
+    from maskcodec.datasets.writers import make_record
+
+    with open(path, "w", encoding="utf-8") as f:
+        for rec in val:
+            row = ({"id": rec.id, "mask": os.path.abspath(rec.mask)} if rec.mask else
+                   make_record("llava", id=rec.id, image=os.path.abspath(rec.image), question=rec.question,
+                               answer=rec.answer))
+            f.write(json.dumps(row) + "\n")
+
+
+def score_answers(samples, targets_path: str, answers_path: str, *, grid, fmt: str) -> dict:
+    """Write the generated answers as JSONL and score them with maskcodec.metrics.evaluate."""
+    from maskcodec.metrics import evaluate
+
+    with open(answers_path, "w", encoding="utf-8") as f:
+        for s in samples:
+            f.write(json.dumps({"id": s["id"], "text": s["text"]}) + "\n")
+    return evaluate(answers_path, targets_path, grid=grid, format=fmt, fatal=True)
+
+
 def run_eval(model, processor, train, val, *, grid, fmt, out_dir, device="cpu", max_new_tokens=None,
              labels=None, compare_unconstrained=False, sam=None, batch_size=8) -> dict:
     """Score ``val``; writes ``eval.json`` (+ per-sample ``eval_samples.jsonl``) to ``out_dir``."""
@@ -66,11 +93,15 @@ def run_eval(model, processor, train, val, *, grid, fmt, out_dir, device="cpu", 
     report: dict = {"grid": list(grid), "format": fmt, "n_val": len(val)}
     table: dict = {}
     runs = [("constrained", True)] + ([("unconstrained", False)] if compare_unconstrained else [])
+    targets_path = os.path.join(out_dir, "eval_targets.jsonl")
+    write_targets(val, targets_path)
     for name, constrained in runs:
         res = common.generate_and_score(model, processor, val, grid=grid, fmt=fmt, labels=labels,
                                         constrained=constrained, device=device, max_new_tokens=max_new_tokens,
                                         sam=sam, batch_size=batch_size)
         samples = res.pop("samples")
+        res["maskcodec_eval"] = score_answers(samples, targets_path, os.path.join(out_dir, f"eval_answers_{name}.jsonl"),
+                                              grid=grid, fmt=fmt)
         report[name] = res
         kind = "logits processor" if res["constrained"] else "free generation"
         table[f"coarse grid, {kind}"] = res["coarse"]

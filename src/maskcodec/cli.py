@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "maskcodec._cli_data",
     "maskcodec._cli_compare",
     "maskcodec._cli_grammar",
+    "maskcodec._cli_eval",
 )
 
 

@@ -86,6 +86,7 @@ __all__ = [
     "box_area",
     "box_from_mask",
     "box_iou",
+    "evaluate",
     "intersection_union",
     "iou",
     "oracle",
@@ -929,3 +930,68 @@ def oracle(
             rec.add(back, m)
             vanished += int(not q.any())
     return OracleReport(config, acc, rec, vanished)
+
+
+def evaluate(
+    answers,
+    /,
+    targets=None,
+    *,
+    grid=None,
+    format: str = "rrle",
+    image_root: str | None = None,
+    samples_path: str | None = None,
+    summary_path: str | None = None,
+    progress: bool = False,
+    fatal: bool = False,
+) -> dict:
+    """Score model answers against targets, under the Text4Seg policies and maskcodec's, side by side.
+
+    Parameters
+    ----------
+    answers : str, os.PathLike or iterable of dict
+        A JSONL file (or the records themselves): one object per answer, with
+        the text under ``answer``, ``text``, ``output``, ``prediction`` or
+        ``response``, an ``id``, and optionally its target (below).
+    targets : str or os.PathLike, optional
+        A JSONL of target records matched by ``id``: each holds a ``mask``
+        (PNG path), a ``segmentation`` (COCO RLE or polygons, with ``height``
+        and ``width``), or is a record of the converted dataset (``maskcodec
+        convert``), whose answer is decoded strictly at its image's size.  An
+        answer record's own ``mask`` / ``segmentation`` takes precedence.
+    grid : int or (rows, cols), optional
+        The grid the model answers in; when None, the grid repair mode infers.
+    format : {"rrle", "irle", "full"}
+    image_root : str, optional
+        Folder for relative paths (default: the folder of the file naming them).
+    samples_path, summary_path : str, optional
+        Where to write one JSON line per answer (parse outcome, repair kinds,
+        the reference's failure, IoU under both pipelines, or the record's
+        error) and the summary (JSON).
+    progress : bool
+        Show a progress bar (tqdm when installed).
+    fatal : bool
+        Raise on the first record that cannot be scored instead of skipping it.
+
+    Returns
+    -------
+    dict
+        ``scored``, ``skipped``, ``errors`` (``{"line", "error"}`` per skipped
+        record: nothing unscorable is counted as zero), and per pipeline
+        ``text4seg`` (``mode="text4seg"`` decoding, ``align="torch"``, the
+        ``policy="text4seg"`` accumulators: ``eval_refer_seg.py``,
+        ``eval_refer_comprehen.py``, ``eval_semantic_seg.py``) and
+        ``maskcodec`` (repair decoding, exact metrics): ``ciou``, ``giou``,
+        ``n_acc``, ``acc50``, ``miou`` (2 classes: background, foreground).
+
+    Raises
+    ------
+    InputError
+        With ``fatal=True``, for the first bad record, naming its line.
+    """
+    from ._evaluate import run
+
+    return run(
+        answers, targets, grid=grid, format=format, image_root=image_root, samples_path=samples_path,
+        summary_path=summary_path, progress=progress, fatal=fatal,
+    )
