@@ -121,8 +121,75 @@ def test_records_as_objects_and_the_other_formats(split):
         out = evaluate([{"id": 1, "answer": text, "mask": str(tmp / "m0.png")}], grid=16, format=fmt)
         assert out["scored"] == 1 and out["maskcodec"]["giou"] == mc.metrics.iou(
             mc.decode_mask(text, size=masks[0].shape, grid=16, format=fmt), masks[0])
-    with pytest.raises(mc.InputError, match="unknown format 'crle'"):
-        evaluate([], format="crle")
+    with pytest.raises(mc.InputError, match="unknown format 'bogus'"):
+        evaluate([], format="bogus")
+
+
+def test_the_format_family_is_scored_by_the_maskcodec_pipeline(split):
+    from maskcodec import boxes, dialects, polygon
+
+    tmp, masks, _, _ = split
+    m = masks[0]
+    target = {"mask": str(tmp / "m0.png")}
+    grid = mc.LabelGrid(mc.quantize(m, grid=16).astype(np.uint8), ("others", "dog"))
+    texts = {
+        "crle": dialects.to_text(grid, "crle"),
+        "arle": dialects.to_text(grid, "arle"),
+        "spans": dialects.to_text(grid, "spans"),
+        "boxes": boxes.encode_boxes([m], ["dog"]),
+        "polygon": polygon.encode_polygons(m),
+        "polygon-loc": polygon.encode_polygons(m, format="loc"),
+    }
+    for fmt, text in texts.items():
+        out = evaluate([{"id": 1, "answer": text, **target}, {"id": 2, "answer": "no mask here", **target}],
+                       grid=16 if fmt in ("crle", "arle", "spans") else None, format=fmt)
+        assert out["text4seg"] is None and out["scored"] == 2 and out["skipped"] == 0, fmt
+        # the first answer is close (IoU > 0.6), the second scores an empty prediction (IoU 0)
+        assert 0.3 < out["maskcodec"]["giou"] <= 0.5, fmt
+        strict = fmt in ("boxes", "polygon", "polygon-loc")
+        assert out["parse_failures"] == (1 if strict else 0), fmt
+    # The table says the reference has no decoder for it.
+    from maskcodec._cli_eval import table
+
+    crle = evaluate([{"id": 1, "answer": texts["crle"], **target}], grid=16, format="crle")
+    assert "the reference has no decoder for 'crle'" in table(crle)
+
+
+def test_semantic_evaluation_with_a_class_table(tmp_path):
+    torch = pytest.importorskip("torch")
+    import reference as ref
+    import text4seg_scripts as scripts
+
+    table = ["dog", "cat", "others", "sky", "cat"]  # "others" is not first; "cat" repeats
+    (tmp_path / "classes.txt").write_text("\n".join(table) + "\n")
+    rng = np.random.default_rng(3)
+    rows, pairs = [], []
+    for k in range(6):
+        h, w = int(rng.integers(20, 500)), int(rng.integers(3, 400))
+        ids = rng.integers(0, 4, size=(16, 16))
+        names = ("others", "dog", "cat", "sky")
+        text = mc.LabelGrid(ids.astype(np.uint8), names).to_text()
+        if k == 5:
+            text = text.replace("\n ", "\n", 1)  # the reference fails: all class 0 ("dog")
+        gt = rng.integers(0, 5, size=(h, w)).astype(np.uint8)
+        gt[rng.random((h, w)) < 0.1] = 255
+        Image.fromarray(gt).save(tmp_path / f"gt{k}.png")
+        rows.append({"id": k, "answer": text, "mask": f"gt{k}.png"})
+        # The reference pipeline: decode with the class file, upsample 16 -> 336 -> (h, w) on float64.
+        flat, _ = ref.text4seg_decode(text, 16, 16, classes=table)
+        grid = torch.tensor(flat, dtype=torch.float64)[None, None]
+        mid = torch.nn.functional.interpolate(grid, size=(336, 336), mode="nearest")
+        pred = torch.nn.functional.interpolate(mid, size=(h, w), mode="nearest")[0, 0].numpy().astype(np.uint8)
+        pairs.append((pred, gt))
+    _write(tmp_path / "sem.jsonl", rows)
+    out = evaluate(tmp_path / "sem.jsonl", grid=16, class_table=tmp_path / "classes.txt")
+    assert out["semantic"] and out["scored"] == 6 and out["text4seg"]["classes"] == 5
+    assert out["text4seg"]["miou"] == float(scripts.eval_semantic_seg(pairs, len(table)))
+    assert 0.0 < out["maskcodec"]["miou"] <= 1.0
+    assert main(["eval", str(tmp_path / "sem.jsonl"), "--grid", "16", "--class-table", str(tmp_path / "classes.txt"),
+                 "--no-progress"]) == 0
+    with pytest.raises(mc.InputError, match="decodes rrle, irle or full"):
+        evaluate(tmp_path / "sem.jsonl", class_table=table, format="crle")
 
 
 def test_cli(split, capsys):

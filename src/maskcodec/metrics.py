@@ -939,6 +939,7 @@ def evaluate(
     *,
     grid=None,
     format: str = "rrle",
+    class_table=None,
     image_root: str | None = None,
     samples_path: str | None = None,
     summary_path: str | None = None,
@@ -961,7 +962,20 @@ def evaluate(
         answer record's own ``mask`` / ``segmentation`` takes precedence.
     grid : int or (rows, cols), optional
         The grid the model answers in; when None, the grid repair mode infers.
-    format : {"rrle", "irle", "full"}
+    format : str
+        ``"rrle"``, ``"irle"``, ``"full"`` (both pipelines), or another format
+        of the family, scored by the maskcodec pipeline only (the reference has
+        no decoder for them): the dialects ``"crle"``, ``"arle"``, ``"spans"``
+        (repair mode), ``"boxes"``, ``"polygon"`` (JSON) and ``"polygon-loc"``
+        (strict decoders: an answer that does not parse scores an empty
+        prediction and is counted in ``parse_failures``).
+    class_table : sequence of str or path, optional
+        Semantic segmentation: the class file (one name per line, as the
+        scripts read it with ``line.strip()``) or its names.  Targets are then
+        label-map PNGs of class indices, the text4seg side decodes with
+        ``class_table=`` and renders with ``align="torch", via=(336, 336)``
+        (``model_semantic_seg.py``), and only ``miou`` is reported, over
+        ``len(class_table)`` classes.
     image_root : str, optional
         Folder for relative paths (default: the folder of the file naming them).
     samples_path, summary_path : str, optional
@@ -982,7 +996,8 @@ def evaluate(
         ``policy="text4seg"`` accumulators: ``eval_refer_seg.py``,
         ``eval_refer_comprehen.py``, ``eval_semantic_seg.py``) and
         ``maskcodec`` (repair decoding, exact metrics): ``ciou``, ``giou``,
-        ``n_acc``, ``acc50``, ``miou`` (2 classes: background, foreground).
+        ``n_acc``, ``acc50``, ``miou`` (2 classes: background, foreground);
+        ``text4seg`` is None for formats the reference cannot decode.
 
     Raises
     ------
@@ -992,6 +1007,7 @@ def evaluate(
     from ._evaluate import run
 
     return run(
-        answers, targets, grid=grid, format=format, image_root=image_root, samples_path=samples_path,
+        answers, targets, grid=grid, format=format, class_table=class_table, image_root=image_root,
+        samples_path=samples_path,
         summary_path=summary_path, progress=progress, fatal=fatal,
     )
