@@ -115,6 +115,28 @@ def test_decode_from_file_and_modes(capsys, tmp_path):
     assert rc == 1 and err == "maskcodec decode: error: line 2, column 1: expected ' ' (next row) or '</seg>', found 'o'\n"
 
 
+def test_decode_as_the_reference_scripts_save_it(capsys, tmp_path):
+    # 16x16 at 5x82 (WIDTHxHEIGHT): torch's float32 index path moves output row 41 to grid row 7.
+    ids = np.zeros((16, 16), np.uint8)
+    ids[8:] = 1
+    text = mc.LabelGrid(ids, ("others", "dog")).to_text()
+    for align, row41 in (("corner", 255), ("torch", 0)):
+        out_png = tmp_path / f"{align}.png"
+        rc, _, _ = _run(capsys, ["decode", text, "--size", "5x82", "--mode", "text4seg", "--grid", "16",
+                                 "--align", align, "-o", str(out_png)])
+        assert rc == 0 and np.asarray(Image.open(out_png))[41].tolist() == [row41] * 5
+    # The semantic class file numbers the labels; two steps through 336x336.
+    (tmp_path / "classes.txt").write_text("dog\nothers\ncat\n", encoding="utf-8")
+    rc, out, _ = _run(capsys, ["decode", "<seg>others *1| dog *1\n cat *2\n</seg>", "--size", "4x4", "--grid", "2",
+                               "--mode", "text4seg", "--class-table", str(tmp_path / "classes.txt"), "--ids",
+                               "--via", "336x336", "-o", str(tmp_path / "sem.png")])
+    assert rc == 0 and out == "0\tdog\n1\tothers\n2\tcat\n"
+    assert np.asarray(Image.open(tmp_path / "sem.png")).tolist() == [[1, 1, 0, 0]] * 2 + [[2, 2, 2, 2]] * 2
+    rc, _, err = _run(capsys, ["decode", text, "--size", "4x4", "--class-table", str(tmp_path / "classes.txt"),
+                               "-o", str(tmp_path / "x.png")])
+    assert rc == 1 and "mode='text4seg'" in err
+
+
 @pytest.mark.parametrize("size", ["8", "8x", "0x4", "axb", "4x4x4", "-3x4"])
 def test_decode_bad_size(capsys, tmp_path, size):
     rc, out, err = _run(capsys, ["decode", TEXT_4x4, f"--size={size}", "-o", str(tmp_path / "x.png")])

@@ -102,17 +102,22 @@ def cmd_decode(args) -> int:
 
     text = _read_text(args.text)
     height, width = _size(args.size)
+    via = None if args.via is None else _size(args.via)
+    table = None
+    if args.class_table is not None:
+        with open(args.class_table, encoding="utf-8") as fh:  # as the scripts read it: line.strip()
+            table = [line.strip() for line in fh]
     result = parse(text, grid=_grid(args.grid), mode=args.mode, format=args.format,
-                   envelope=not args.no_envelope, background=args.background)
+                   envelope=not args.no_envelope, background=args.background, class_table=table)
     for rep in result.repairs:
         print(f"repair: line {rep.line}, column {rep.column}: {rep.kind}: {rep.message}", file=sys.stderr)
     if args.ids:
-        ids = result.grid.render((height, width))
+        ids = result.grid.render((height, width), align=args.align, via=via)
         Image.fromarray(ids.astype(np.uint8 if len(result.grid.labels) <= 256 else np.int32)).save(args.output)
         for i, lab in enumerate(result.grid.labels):
             print(f"{i}\t{lab}")
     else:
-        mask = result.grid.mask((height, width))
+        mask = result.grid.mask((height, width), align=args.align, via=via)
         Image.fromarray(mask.astype(np.uint8) * 255).save(args.output)
     return 0
 
@@ -200,6 +205,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", type=int, nargs="+", metavar="N", default=None)
     p.add_argument("--mode", choices=("strict", "repair", "text4seg"), default="repair")
     p.add_argument("--ids", action="store_true", help="write label ids (and print the id table) instead of 0/255")
+    p.add_argument("--align", choices=("corner", "center", "torch"), default="corner",
+                   help="rendering: corner (default), center, or torch's exact index arithmetic")
+    p.add_argument("--via", metavar="WIDTHxHEIGHT", default=None,
+                   help="render in two steps through this size (336x336: the open-vocabulary script)")
+    p.add_argument("--class-table", metavar="FILE", default=None,
+                   help="--mode text4seg: the semantic class file; ids are its line indices")
     p.add_argument("-o", "--output", required=True, help="output PNG")
     _common_text_options(p)
     p.set_defaults(func=cmd_decode)
