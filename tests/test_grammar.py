@@ -49,7 +49,9 @@ def _runs(text, fmt):
 
 @functools.lru_cache(maxsize=256)
 def engines(fmt, grid, labels, envelope, canonical):
-    kw = {"format": fmt, "grid": grid, "labels": labels, "envelope": envelope, "canonical": canonical}
+    # The body's language, so no prefix: tests/test_serving.py checks the prefix policies.
+    kw = {"format": fmt, "grid": grid, "labels": labels, "envelope": envelope, "canonical": canonical,
+          "prefix": "none"}
     xg = xgr.Grammar.from_ebnf(export_grammar(form="gbnf", **kw))
     lk = lark.Lark(export_grammar(form="lark", **kw), parser="earley", lexer="dynamic")
     try:
@@ -160,7 +162,7 @@ def test_hand_written_cases(text):
 def test_sixteen_by_sixteen_any_label_in_xgrammar():
     g = mc.LabelGrid([[0] * 5 + [1] * 6 + [0] * 5] * 16, ["others", "white horse"])
     text = mc.to_text(g)
-    xg = xgr.Grammar.from_ebnf(export_grammar(grid=16))
+    xg = xgr.Grammar.from_ebnf(export_grammar(grid=16, prefix="none"))
     assert _is_grammar_accept_string(xg, text)
     assert not _is_grammar_accept_string(xg, text.replace("*6", "*7", 1))
     # 16 columns: 136 count alternatives, as the module docstring says.
@@ -210,7 +212,8 @@ def test_cli_grammar(tmp_path, capsys):
     target = tmp_path / "g.lark"
     assert main(["grammar", "--grid", "4", "--form", "lark", "--format", "full", "-o", str(target)]) == 0
     assert target.read_text() == export_grammar(grid=4, format="full", form="lark")
-    assert main(["grammar", "--grid", "1", "2", "--labels", "dog", "--form", "regex", "--canonical"]) == 0
+    assert main(["grammar", "--grid", "1", "2", "--labels", "dog", "--form", "regex", "--canonical",
+                 "--prefix", "none"]) == 0
     rx = capsys.readouterr().out.strip()
     assert re.fullmatch(rx, "<seg>dog *1| others *1\n</seg>")
     assert not re.fullmatch(rx, "<seg>dog *1| dog *1\n</seg>")
@@ -246,7 +249,7 @@ def _ll_grammars(fmt, grid, labels, envelope):
     llg = pytest.importorskip("llguidance")
     from llguidance.gbnf_to_lark import gbnf_to_lark
 
-    kw = {"format": fmt, "grid": grid, "labels": labels, "envelope": envelope}
+    kw = {"format": fmt, "grid": grid, "labels": labels, "envelope": envelope, "prefix": "none"}
     out = {
         "lark": llg.LLMatcher.grammar_from_lark(export_grammar(form="lark", **kw)),
         # llguidance reads GBNF the way llama.cpp does: the escape rules are llama.cpp's.

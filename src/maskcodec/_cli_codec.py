@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+#: The foreground label ``maskcodec encode`` writes for a binary mask when no --label is given.
+DEFAULT_LABEL = "object"
 
 
 def _read_text(arg: str) -> str:
-    """TEXT|-: the text itself, ``-`` for stdin, or ``@FILE`` for a file."""
+    """TEXT|-: the text itself, ``-`` for stdin, or ``@FILE`` for a file.
+
+    Text that is the name of an existing file (and holds no ``<seg>``) is refused with a hint
+    to write ``@FILE``: decoding the file *name* as an answer would give an all-background mask.
+    """
     if arg == "-":
         return sys.stdin.read()
     if arg.startswith("@"):
         with open(arg[1:], encoding="utf-8") as fh:
             return fh.read()
+    if "<seg>" not in arg and "\n" not in arg and os.path.isfile(arg):
+        from .cli import CLIError
+
+        raise CLIError(f"{arg!r} is a file, not answer text; write @{arg} to read the file")
     return arg
 
 
@@ -76,11 +88,24 @@ def cmd_encode(args) -> int:
     from . import encode_mask
     from .cli import CLIError
 
+    from ._errors import InputError
+
     mask = _load_mask(args.mask)
-    if (args.label is None) == (args.labels is None):
-        raise CLIError("give exactly one of --label (binary mask) or --labels FILE (label map)")
-    labels = args.label if args.label is not None else _read_names(args.labels)
-    text = encode_mask(
+    if args.label is not None and args.labels is not None:
+        raise CLIError("give one of --label (binary mask) or --labels FILE (label map), not both")
+    labels = _read_names(args.labels) if args.labels is not None else args.label or DEFAULT_LABEL
+    try:
+        text = _encode(encode_mask, mask, labels, args)
+    except InputError as exc:
+        if args.labels is None and "is a label map" in str(exc):
+            raise CLIError(f"{args.mask}: {exc}; on the command line: --labels NAMES.txt") from None
+        raise
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _encode(encode_mask, mask, labels, args) -> str:
+    return encode_mask(
         mask,
         labels,
         grid=16 if args.grid is None else _grid(args.grid),
@@ -90,8 +115,6 @@ def cmd_encode(args) -> int:
         background=args.background,
         nonempty=args.nonempty,
     )
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0
 
 
 def cmd_decode(args) -> int:
@@ -122,10 +145,59 @@ def cmd_decode(args) -> int:
     return 0
 
 
+def _records_of(path: str, text: str):
+    """``(where, answer)`` for each record of a JSONL file or a JSON array (LLaVA) of records."""
+    import json
+
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield f"{path}: line {exc.lineno}", exc
+            return
+        for i, rec in enumerate(items):
+            yield f"{path}: record {i}", rec
+        return
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield f"{path}:{n}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield f"{path}:{n}", exc
+
+
+def _validate_records(path: str, text: str, args) -> int:
+    from . import MaskcodecError, parse
+    from .datasets.writers import answer_of
+
+    good = bad = 0
+    for where, rec in _records_of(path, text):
+        try:
+            if isinstance(rec, Exception):
+                raise MaskcodecError(f"not JSON: {rec}")
+            answer = answer_of(rec)[2]
+            g = parse(answer, grid=_grid(args.grid), mode="strict", format=args.format,
+                      envelope=not args.no_envelope, background=args.background).grid
+        except (MaskcodecError, KeyError, StopIteration, TypeError, AttributeError) as exc:
+            bad += 1
+            reason = exc if isinstance(exc, MaskcodecError) else f"not a conversation record ({exc!r})"
+            print(f"invalid: {where}: {reason}", file=sys.stderr)
+            continue
+        good += 1
+        if args.verbose:
+            print(f"valid: {where}: {g.rows}x{g.cols} grid, labels {list(g.labels)}")
+    print(f"{good} valid, {bad} invalid record(s) in {path}")
+    return 1 if bad or not good else 0
+
+
 def cmd_validate(args) -> int:
     from . import ParseError, parse
 
     text = _read_text(args.text)
+    if args.text.startswith("@") and (args.records or args.text.endswith((".jsonl", ".json"))):
+        return _validate_records(args.text[1:], text, args)
     try:
         result = parse(text, grid=_grid(args.grid), mode="strict", format=args.format,
                        envelope=not args.no_envelope, background=args.background)
@@ -161,7 +233,11 @@ def cmd_demo(args) -> int:
 
     data = resources.files("maskcodec").joinpath("data/coco_sample.json").read_text()
     anns = json.loads(data)
-    ann = anns[args.index % len(anns)]
+    if not 0 <= args.index < len(anns):
+        from .cli import CLIError
+
+        raise CLIError(f"--index {args.index} is out of range: the bundled masks are 0 to {len(anns) - 1}")
+    ann = anns[args.index]
     mask = mask_utils.decode(ann["segmentation"]).astype(bool)
     h, w = mask.shape
     cat = ann["category_id"]
@@ -192,7 +268,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("mask", help="mask PNG (binary, or a label map with --labels)")
     p.add_argument("--grid", type=int, nargs="+", metavar="N", default=None,
                    help="grid size: N, or ROWS COLS (default 16)")
-    p.add_argument("--label", help="foreground label of a binary mask")
+    p.add_argument("--label", help=f"foreground label of a binary mask (default: {DEFAULT_LABEL!r})")
     p.add_argument("--labels", metavar="NAMES.txt", help="class names of a label map, one per line")
     p.add_argument("--method", choices=("nearest", "area", "coverage"), default="nearest")
     p.add_argument("--nonempty", action="store_true", help="never lose a small object entirely")
@@ -216,13 +292,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("validate", help="check answer text strictly (exit 0, or 1 with a positioned message)")
-    p.add_argument("text", help="the text, '-' for stdin, or @FILE")
+    p.add_argument("text", help="the text, '-' for stdin, or @FILE; @FILE.jsonl / @FILE.json (an array) "
+                   "checks every conversation record's answer")
     p.add_argument("--grid", type=int, nargs="+", metavar="N", default=None)
+    p.add_argument("--records", action="store_true",
+                   help="read @FILE as conversation records whatever its extension")
+    p.add_argument("-v", "--verbose", action="store_true", help="with records: print each valid one too")
     _common_text_options(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("demo", help="encode and decode a bundled real COCO mask")
-    p.add_argument("--index", type=int, default=3, help="which bundled mask (0-23)")
+    p.add_argument("--index", type=int, default=3, help="which bundled mask (0-23, default 3)")
     p.add_argument("--grid", type=int, default=16)
     p.add_argument("--label", default=None, help="foreground label (default: the COCO category name)")
     p.add_argument("--method", choices=("nearest", "area", "coverage"), default="nearest")

@@ -6,6 +6,20 @@ import argparse
 import sys
 
 
+def _prefix(args):
+    if args.templates:
+        from .datasets.templates import load_templates
+
+        if args.prefix not in (None, "templates"):
+            from .cli import CLIError
+
+            raise CLIError("--templates goes with --prefix templates")
+        return load_templates(args.templates)
+    if args.prefix is None:
+        return None
+    return args.prefix
+
+
 def _cmd_grammar(args: argparse.Namespace) -> int:
     from .cli import CLIError
     from .grammar import export_grammar
@@ -25,6 +39,7 @@ def _cmd_grammar(args: argparse.Namespace) -> int:
         canonical=args.canonical,
         form=args.form,
         max_size=args.max_size,
+        prefix=_prefix(args),
     )
     if args.output and args.output != "-":
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -53,6 +68,10 @@ def register(sub) -> None:
     p.add_argument("--form", choices=["gbnf", "lark", "regex"], default="gbnf")
     p.add_argument("--canonical", action="store_true", help="adjacent runs must carry different labels")
     p.add_argument("--no-envelope", action="store_true", help="leave out <seg> and </seg>")
+    p.add_argument("--prefix", choices=["templates", "any", "none"], default=None,
+                   help="what comes before <seg>: the answer templates that 'maskcodec convert' trains "
+                   "(default with the envelope), any text without <seg>, or nothing")
+    p.add_argument("--templates", metavar="FILE.json", help="with --prefix templates: your own templates")
     p.add_argument("--max-size", type=int, default=200_000, help="refuse grammars longer than this")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.set_defaults(func=_cmd_grammar)

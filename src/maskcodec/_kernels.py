@@ -577,3 +577,22 @@ def decode_rrle_batch(buf, starts, stops, bg, fold, rows, cols, max_side, center
         o = out[offs[i] : offs[i] + hs[i] * ws[i]].reshape((hs[i], ws[i]))
         codes[i] = decode_rrle(buf, starts[i], stops[i], bg, fold, rows, cols, max_side, center, o)
     return 0
+
+
+@_jit
+def sampled_classes(mask, yi, xi, out):
+    """The first two distinct non-zero values among mask[yi[r], xi[c]] into ``out``; returns how
+    many were found (0, 1 or 2).  Two mean a label map, not a binary mask."""
+    n = 0
+    for r in range(yi.shape[0]):
+        row = yi[r]
+        for c in range(xi.shape[0]):
+            v = mask[row, xi[c]]
+            if v != 0:
+                if n == 0:
+                    out[0] = v
+                    n = 1
+                elif v != out[0]:
+                    out[1] = v
+                    return 2
+    return n

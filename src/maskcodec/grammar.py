@@ -35,6 +35,23 @@ The only difference from the parser is that the grammar works on Unicode text,
 so lone surrogates (which cannot be encoded in UTF-8, and so never occur in
 model output) are outside it.
 
+Prefix policy
+-------------
+``prefix`` says what may come before ``<seg>``:
+
+``"templates"`` (the default with an envelope)
+    exactly one of the answer templates that ``maskcodec convert`` trains
+    (:data:`maskcodec.datasets.DEFAULT_TEMPLATES`, or a
+    :class:`~maskcodec.datasets.Templates` of your own), such as
+    ``"Sure, this is where {label} is:\n"``; ``{label}`` is one of ``labels``
+    or, without them, any safe label.  A model fine-tuned on converted data
+    stays on its training distribution.
+``"any"``
+    any text that does not contain ``<seg>``.
+``"none"``
+    nothing: the answer starts with ``<seg>`` (the only choice without an
+    envelope).
+
 ``canonical=True`` (fixed labels only) also requires adjacent runs (within a
 row for R-RLE, across the body for I-RLE) to carry different labels, as the
 writers of :mod:`maskcodec` always produce.
@@ -49,9 +66,13 @@ from ._errors import InputError
 from ._labels import check_label
 from .quantize import as_grid
 
-__all__ = ["export_grammar"]
+__all__ = ["PREFIXES", "export_grammar", "prefix_strings", "resolve_prefix"]
 
 Form = Literal["gbnf", "lark", "regex"]
+Prefix = Literal["none", "any", "templates"]
+PREFIXES: tuple[str, ...] = ("none", "any", "templates")
+#: Marks the ``{label}`` slot in the parts returned by :func:`prefix_strings`.
+LABEL_SLOT = None
 _FORMS = ("gbnf", "lark", "regex")
 _FORMATS = ("rrle", "irle", "full")
 
@@ -292,6 +313,95 @@ def _labels_list(labels, background: str) -> list[str] | None:
     return out
 
 
+# ---------------------------------------------------------------------------- prefix policy
+
+
+def resolve_prefix(prefix, envelope: bool):
+    """``"none"``, ``"any"`` or a :class:`~maskcodec.datasets.Templates` for a ``prefix`` argument."""
+    if prefix is None:
+        prefix = "templates" if envelope else "none"
+    if isinstance(prefix, str):
+        if prefix not in PREFIXES:
+            raise InputError(f"unknown prefix {prefix!r}; choose one of {', '.join(PREFIXES)} (or a Templates)")
+        if prefix == "templates":
+            from .datasets.templates import DEFAULT_TEMPLATES
+
+            prefix = DEFAULT_TEMPLATES
+        elif prefix == "none":
+            return "none"
+    elif type(prefix).__name__ != "Templates" or not hasattr(prefix, "referring_answers"):
+        raise TypeError(
+            "prefix must be 'none', 'any', 'templates' or a maskcodec.datasets.Templates, "
+            f"got {type(prefix).__name__}"
+        )
+    if not envelope:
+        raise InputError("a prefix before <seg> needs the envelope; use prefix='none' with envelope=False")
+    return prefix
+
+
+def prefix_strings(templates) -> list[tuple]:
+    """The distinct texts before ``{seg}`` of a Templates' answers, each as a tuple of parts:
+    literal strings and :data:`LABEL_SLOT` where ``{label}`` (or ``{labels}``) goes.
+
+    >>> from maskcodec.datasets import Templates
+    >>> prefix_strings(Templates(referring_answers=("Mask of {label}:\\n{seg}",),
+    ...                          semantic_answers=("{seg}",)))
+    [('Mask of ', None, ':\\n'), ()]
+    """
+    out: list[tuple] = []
+    for kind, answers in (("label", templates.referring_answers), ("labels", templates.semantic_answers)):
+        for a in answers:
+            head = a.split("{seg}", 1)[0]
+            parts: list = []
+            for i, piece in enumerate(head.split("{" + kind + "}")):
+                if i:
+                    parts.append(LABEL_SLOT)
+                if piece:
+                    parts.append(piece)
+            t = tuple(parts)
+            if t not in out:
+                out.append(t)
+    return out
+
+
+# Text without "<seg>": from "<" the walk returns to "<" on _NOSEG_BACK and leaves on _NOSEG_EXIT.
+_NOSEG_REGEX = (
+    "(?:[^<]|<(?:<|s<|se<|seg<)*(?:[^<s]|s[^<e]|se[^<g]|seg[^<>]))*"
+    "(?:<(?:<|s<|se<|seg<)*(?:s|se|seg)?)?"
+)
+
+
+def _prefix_regex(policy, names) -> str:
+    """The prefix (``<seg>`` not included) as one regex."""
+    if policy == "any":
+        return _NOSEG_REGEX
+    label = _label_regex() if names is None else "(?:" + "|".join(_re_lit(n) for n in names[1:]) + ")"
+    alts = []
+    for parts in prefix_strings(policy):
+        alts.append("".join(label if p is LABEL_SLOT else _re_lit(p) for p in parts))
+    return "(?:" + "|".join(alts) + ")"
+
+
+def _prefix_gbnf(policy, names) -> list[str]:
+    """GBNF rules for ``prefix``."""
+    if policy == "any":
+        return [
+            'prefix ::= ([^<] | "<" pback* pexit)* ("<" pback* ("s" | "se" | "seg")?)?',
+            'pback ::= "<" | "s<" | "se<" | "seg<"',
+            'pexit ::= [^<s] | "s" [^<e] | "se" [^<g] | "seg" [^<>]',
+        ]
+    alts = []
+    for parts in prefix_strings(policy):
+        seq = " ".join("plabel" if p is LABEL_SLOT else _gbnf_str(p) for p in parts)
+        alts.append(seq or '""')
+    lines = ["prefix ::= " + " | ".join(alts)]
+    if names is None:
+        lines.append("plabel ::= label")
+    else:
+        lines.append("plabel ::= " + " | ".join(_gbnf_str(n) for n in names[1:]))
+    return lines
+
+
 # ---------------------------------------------------------------------------- exporters
 
 
@@ -312,26 +422,35 @@ def export_grammar(
     canonical: bool = False,
     form: Form = "gbnf",
     max_size: int = 200_000,
+    prefix: Prefix | object | None = None,
 ) -> str:
     """Write the grammar of a well-formed answer.
 
     Parameters
     ----------
     format : {"rrle", "irle", "full"}
+        The text format.
     grid : int or (rows, cols)
+        The grid.
     labels : collection of str, optional
         The allowed foreground labels (the background is always allowed);
         None allows any safe label.
     background : str
+        The background label.
     envelope : bool
         Include ``<seg>`` and ``</seg>``.
     canonical : bool
         Adjacent runs must carry different labels (needs ``labels``; not for
         ``"full"``).
     form : {"gbnf", "lark", "regex"}
+        The grammar language.
     max_size : int
         Refuse (:class:`~maskcodec.InputError`) to write a grammar longer than
         this many characters.
+    prefix : {"templates", "any", "none"} or Templates, optional
+        What comes before ``<seg>`` (see the module documentation); the
+        default is ``"templates"`` with an envelope (the text the converted
+        training data puts there) and ``"none"`` without.
 
     Returns
     -------
@@ -340,7 +459,7 @@ def export_grammar(
 
     Examples
     --------
-    >>> print(export_grammar(grid=(2, 2), labels=["dog"]))
+    >>> print(export_grammar(grid=(2, 2), labels=["dog"], prefix="none"))
     root ::= "<seg>" body "</seg>"
     body ::= row "\\n " row "\\n"
     row ::= r2
@@ -349,7 +468,7 @@ def export_grammar(
     label ::= "others" | "dog"
     >>> import re
     >>> rx = export_grammar(grid=(1, 2), labels=["dog"], form="regex")
-    >>> bool(re.fullmatch(rx, "<seg>dog *1| others *1\\n</seg>"))
+    >>> bool(re.fullmatch(rx, "Sure, this is where dog is:\\n<seg>dog *1| others *1\\n</seg>"))
     True
     """
     if format not in _FORMATS:
@@ -362,16 +481,36 @@ def export_grammar(
         raise InputError("canonical=True needs a fixed label set (labels=...)")
     if canonical and format == "full":
         raise InputError("canonical=True applies to run-length formats, not 'full'")
+    policy = resolve_prefix(prefix, envelope)
     if form == "regex":
         text = _regex(format, rows, cols, names, envelope, canonical, max_size)
+        if policy != "none":
+            text = _prefix_regex(policy, names) + text
     else:
         text = _cfg(format, rows, cols, names, envelope, canonical, form, max_size)
+        if policy != "none":
+            text = _with_prefix(text, form, policy, names)
     if len(text) > max_size:
         raise InputError(
             f"the {form} grammar for a {rows}x{cols} {format} grid has {len(text)} characters, "
             f"more than max_size={max_size}"
         )
     return text
+
+
+def _with_prefix(text: str, form: str, policy, names) -> str:
+    """Put the prefix rule(s) in front of ``<seg>`` in a GBNF or Lark grammar."""
+    first, rest = text.split("\n", 1)
+    if form == "gbnf":
+        head, tail = first.split(" ::= ", 1)
+        return "\n".join([f"{head} ::= prefix {tail}", *_prefix_gbnf(policy, names), rest])
+    # Lark: the prefix and <seg> as one regex terminal, so that no lexer (Earley's, or
+    # llguidance's greedy one) has to guess where free text or a label in it ends.
+    head, tail = first.split(": ", 1)
+    assert tail.startswith('"<seg>" ')
+    rx = (_prefix_regex(policy, names) + "<seg>").replace("/", "\\/")
+    return "\n".join([f"{head}: PREFIX_SEG {tail[len(chr(34) + '<seg>' + chr(34)) + 1:]}",
+                      f"PREFIX_SEG: /{rx}/", rest])
 
 
 def _cfg(fmt, rows, cols, names, envelope, canonical, form, max_size):

@@ -23,6 +23,7 @@ The formal grammar is in ``docs/format.md`` and :mod:`maskcodec._parser`.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -97,6 +98,97 @@ def to_text(grid: LabelGrid, /, *, format: Format = "rrle", envelope: bool = Tru
     return _write(grid.ids, grid.labels, format_code(format), bool(envelope))
 
 
+_NO_LABELS = object()
+
+
+def _labels_arg(labels, label, where: str):
+    """The one label argument: ``labels`` (positional or keyword) or its alias ``label``."""
+    if label is not _NO_LABELS:
+        if labels is not _NO_LABELS:
+            raise TypeError(f"{where}() got both labels and label; give one (they are the same argument)")
+        return label
+    if labels is _NO_LABELS:
+        raise TypeError(f"{where}() needs the label: a str for a binary mask, or names for a label map")
+    return labels
+
+
+def _equal_channels(arr: np.ndarray, where: str) -> np.ndarray:
+    """An (H, W, C) array whose colour channels are equal, as its first channel (alpha ignored)."""
+    colour = arr[..., :3] if arr.shape[2] in (3, 4) else arr[..., :1]
+    first = colour[..., 0]
+    for c in range(1, colour.shape[2]):
+        diff = np.argwhere(colour[..., c] != first)
+        if diff.size:
+            r, col = (int(v) for v in diff[0])
+            raise InputError(
+                f"{where} has {arr.shape[2]} channels that differ (at row {r}, column {col}: "
+                f"{colour[r, col].tolist()}); a mask needs one channel, or equal channels"
+            )
+    return np.ascontiguousarray(first)
+
+
+def _coerce_input(mask, where: str = "mask"):
+    """Accept what users hand over besides arrays and PIL images.
+
+    A path (str or ``os.PathLike``) is read with Pillow; a torch tensor is
+    copied to the CPU (without importing torch); an RGB(A) image or
+    ``(H, W, 3|4)`` array whose colour channels are equal (a grey mask saved
+    as RGB) becomes its first channel.  Anything else goes on unchanged to
+    :func:`maskcodec.quantize.as_mask`, which checks it.
+    """
+    if isinstance(mask, (str, os.PathLike)):
+        from PIL import Image
+
+        path = os.fspath(mask)
+        if not os.path.isfile(path):
+            raise InputError(f"{where}: no such file {path!r} (a mask is an array, a PIL image or a path)")
+        with Image.open(path) as img:
+            img.load()
+            where = path
+            mask = img.copy()
+    mod = type(mask).__module__ or ""
+    if mod.startswith("torch") and hasattr(mask, "detach") and hasattr(mask, "cpu"):
+        mask = mask.detach().cpu().numpy()
+    if hasattr(mask, "getbands") and hasattr(mask, "mode") and len(mask.getbands()) > 1:
+        if mask.mode not in ("RGB", "RGBA", "LA"):
+            raise InputError(f"{where} is an image in mode {mask.mode!r}; a mask needs one band")
+        mask = _equal_channels(np.asarray(mask), f"{where} (mode {mask.mode})")
+    elif isinstance(mask, np.ndarray) and mask.ndim == 3 and mask.shape[2] in (1, 2, 3, 4):
+        mask = _equal_channels(mask, f"{where} of shape {mask.shape}")
+    return mask
+
+
+def _label_map_error(values, label: str) -> InputError:
+    shown = values[:12].tolist()
+    more = f" ... ({values.size} in all)" if values.size > 12 else ""
+    return InputError(
+        f"labels={label!r} is one name, but the mask is a label map with values {shown}{more}; "
+        "give {id: name} (or names[id]) for a label map, or pass mask > 0 / mask == id for one class"
+    )
+
+
+def _single_label_check(m: np.ndarray, label: str, yi=None, xi=None) -> None:
+    """A str label names the foreground of a *binary* mask: refuse a multi-class label map.
+
+    With ``yi``/``xi`` (the nearest path) only the sampled cells are looked at, by one kernel
+    call, so the fast path stays fast; otherwise the whole mask.
+    """
+    if m.dtype == np.bool_:
+        return
+    if yi is not None:
+        found = np.zeros(2, dtype=m.dtype)
+        if _k().sampled_classes(m, yi, xi, found) < 2:
+            return
+        values = np.unique(m[np.ix_(yi, xi)])
+    else:
+        if int(m.max()) <= 1:
+            return
+        values = np.unique(m)
+        if values.size <= 2 and (values.size < 2 or values[0] == 0):
+            return
+    raise _label_map_error(values, label)
+
+
 def _check_distinct(label: str, background: str) -> None:
     if label == background:
         raise LabelError(f"the foreground label {label!r} equals the background label")
@@ -126,8 +218,9 @@ def _name_table(labels, background: str) -> dict[int, str]:
 def encode_grid(
     mask,
     /,
-    labels,
+    labels=_NO_LABELS,
     *,
+    label=_NO_LABELS,
     grid: int | tuple[int, int] = 16,
     method: Method = "nearest",
     background: str = "others",
@@ -139,17 +232,30 @@ def encode_grid(
 
     Parameters
     ----------
-    mask : ndarray or PIL image
-        A binary mask (any non-zero value is foreground) when ``labels`` is a
-        str, otherwise a label map.
+    mask : ndarray, PIL image, torch tensor or path
+        A binary mask (0 and one other value: foreground) when ``labels`` is a
+        str, otherwise a label map.  A path is read with Pillow; an RGB(A)
+        image or ``(H, W, 3)`` array must have equal colour channels.
     labels : str, mapping or sequence
         The foreground name of a binary mask, or ``{id: name}`` / ``names[id]``
         for a label map.  In a label map, id 0 (unless named) and
         ``ignore_index`` (unless named) are the background; any other id
-        without a name is an error.
+        without a name is an error.  A str with a mask holding several non-zero
+        values is an error that lists them.
+    label : str or mapping or sequence
+        The same argument under its singular name (``label="dog"``, as the
+        command line's ``--label``); give one of the two.
+    grid : int or (rows, cols)
+        As in :func:`maskcodec.quantize`.
+    method : {"nearest", "area", "coverage"}
+        As in :func:`maskcodec.quantize`.
     background : str
         The background label, ``"others"`` in Text4Seg.
-    grid, method, threshold, nonempty, ignore_index
+    threshold : float
+        As in :func:`maskcodec.quantize`.
+    nonempty : bool
+        As in :func:`maskcodec.quantize`.
+    ignore_index : int or None
         As in :func:`maskcodec.quantize`.
 
     Returns
@@ -158,6 +264,8 @@ def encode_grid(
         Label ids are numbered in order of first appearance (row-major),
         background first, as :func:`maskcodec.from_text` numbers them.
     """
+    labels = _labels_arg(labels, label, "encode_grid")
+    mask = _coerce_input(mask)
     check_label(background)
     rows, cols = as_grid(grid)
     if isinstance(labels, str):
@@ -165,9 +273,12 @@ def encode_grid(
         _check_distinct(labels, background)
         m = as_mask(mask, allow_negative=True)
         if method == "nearest" and not nonempty:
+            yi, xi = nearest_index(m.shape[0], rows), nearest_index(m.shape[1], cols)
+            _single_label_check(m, labels, yi, xi)
             q = np.empty((rows, cols), dtype=m.dtype)
-            _k().nearest_sample(m, nearest_index(m.shape[0], rows), nearest_index(m.shape[1], cols), q)
+            _k().nearest_sample(m, yi, xi, q)
         else:
+            _single_label_check(m, labels)
             if m.dtype != np.bool_:
                 m = m != 0
             q = quantize(m, grid=(rows, cols), method=method, threshold=threshold, nonempty=nonempty)
@@ -213,8 +324,9 @@ def encode_grid(
 def encode_mask(
     mask,
     /,
-    labels,
+    labels=_NO_LABELS,
     *,
+    label=_NO_LABELS,
     grid: int | tuple[int, int] = 16,
     method: Method = "nearest",
     format: Format = "rrle",
@@ -232,16 +344,28 @@ def encode_mask(
 
     Parameters
     ----------
-    mask : ndarray or PIL image
-        Binary mask (with a str ``labels``) or label map.
+    mask : ndarray, PIL image, torch tensor or path
+        Binary mask (with a str ``labels``) or label map; see :func:`encode_grid`.
     labels : str, mapping or sequence
         See :func:`encode_grid`.
+    label : str, mapping or sequence
+        The same argument under its singular name; give one of the two.
+    grid : int or (rows, cols)
+        The grid, 16x16 by default (as in :func:`maskcodec.quantize`).
+    method : {"nearest", "area", "coverage"}
+        As in :func:`maskcodec.quantize`.
     format : {"rrle", "irle", "full"}
         Row-wise RLE (default), image-wise RLE or full descriptors.
+    background : str
+        The background label, ``"others"`` in Text4Seg.
     envelope : bool
         Wrap the text in ``<seg>`` and ``</seg>``.
-    grid, method, threshold, nonempty, ignore_index, background
-        As in :func:`encode_grid` and :func:`maskcodec.quantize`.
+    threshold : float
+        As in :func:`maskcodec.quantize`.
+    nonempty : bool
+        As in :func:`maskcodec.quantize`.
+    ignore_index : int or None
+        As in :func:`maskcodec.quantize`.
 
     Returns
     -------
@@ -259,18 +383,18 @@ def encode_mask(
      others *4
     </seg>
     """
+    labels = _labels_arg(labels, label, "encode_mask")
     fmt = format_code(format)
     if isinstance(labels, str) and method == "nearest" and not nonempty:
         # The common case, fused into one kernel call: sample and write.
         rows, cols = as_grid(grid)
-        m = as_mask(mask, allow_negative=True)
+        m = as_mask(_coerce_input(mask), allow_negative=True)
         _check_distinct(labels, background)
+        yi, xi = nearest_index(m.shape[0], rows), nearest_index(m.shape[1], cols)
+        _single_label_check(m, labels, yi, xi)
         buf, off, longest = _label_table((background, labels))
         out = np.empty(_bound(rows, cols, longest), dtype=np.uint8)
-        n = _k().encode_binary(
-            m, nearest_index(m.shape[0], rows), nearest_index(m.shape[1], cols),
-            buf, off, fmt, bool(envelope), out,
-        )
+        n = _k().encode_binary(m, yi, xi, buf, off, fmt, bool(envelope), out)
         return out[:n].tobytes().decode("utf-8")
     g = encode_grid(
         mask,
