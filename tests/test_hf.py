@@ -318,9 +318,12 @@ def test_construction_errors():
     with pytest.raises(mc.InputError, match="format"):
         SegLogitsProcessor(tok, 8, 8, format="rle")
     with pytest.raises(mc.InputError, match=r"cannot write '\|'"):
-        SegLogitsProcessor(ToySP(drop="|"), 4, 4)
+        SegLogitsProcessor(ToySP(drop="|"), 4, 4, prefix="any")
     with pytest.raises(mc.InputError, match="cannot write 'x'"):
-        SegLogitsProcessor(ToySP(drop="x"), 4, 4, labels=["x"])
+        SegLogitsProcessor(ToySP(drop="x"), 4, 4, labels=["x"], prefix="any")
+    # The default prefix, the convert templates, needs their letters too.
+    with pytest.raises(mc.InputError, match="cannot write ',', ':', 'H'"):
+        SegLogitsProcessor(ToySP(), 4, 4, labels=["dx"])
     # The toy vocabulary is otherwise complete: it works.
     proc = SegLogitsProcessor(ToySP(), 2, 2, labels=["dx"], force_seg=True, max_new_tokens=40)
     assert proc.eos == 2
@@ -331,7 +334,7 @@ def test_construction_errors():
 def test_processor_drives_a_toy_vocabulary_to_the_end():
     """Token by token with random scores, the 1-character toy vocabulary reaches a parseable answer."""
     toy = ToySP()
-    proc = SegLogitsProcessor(toy, 3, 4, labels=["dx"], max_new_tokens=80)
+    proc = SegLogitsProcessor(toy, 3, 4, labels=["dx"], max_new_tokens=80, prefix="any")
     rng = np.random.default_rng(0)
     ids = torch.tensor([[1]])
     text = ""
@@ -428,7 +431,7 @@ def test_masks_equal_xgrammar_on_the_exported_gbnf(name, labels):
     v = vocab_of(TOKENIZERS[name]())
     info = xgr.TokenizerInfo([p if p is not None else b"" for p in v.pieces], vocab_type=xgr.VocabType.RAW,
                              vocab_size=v.size, stop_token_ids=list(v.eos_ids))
-    compiled = xgr.GrammarCompiler(info).compile_grammar(export_grammar(grid=(3, 5), labels=labels))
+    compiled = xgr.GrammarCompiler(info).compile_grammar(export_grammar(grid=(3, 5), labels=labels, prefix="none"))
     auto = TokenAutomaton(v, 3, 5, labels, trie=_Trie(v), max_label_len=None)
     rng = np.random.default_rng(0)
     steps = 0

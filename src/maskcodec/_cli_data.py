@@ -65,7 +65,7 @@ def cmd_show(args) -> int:
 
 # maskcodec.datasets.FORMATS, repeated so that building the parser imports nothing heavy
 # (tests/test_convert.py checks that the two agree).
-FORMATS = ("llava", "sharegpt", "swift", "hf-messages")
+FORMATS = ("llava", "sharegpt", "ms-swift", "swift", "hf-messages")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,37 +6,16 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections import defaultdict
 
 # COCO "area" buckets, in mask pixels: small < 32^2 <= medium < 96^2 <= large.
 _BUCKETS = (("small", 0, 32 * 32), ("medium", 32 * 32, 96 * 96), ("large", 96 * 96, float("inf")))
 
 
-class _Progress:
-    """A one-line progress bar on stderr; silent when disabled."""
+def _Progress(total: int, enabled: bool, label: str = "stats"):
+    from ._progress import Progress
 
-    def __init__(self, total: int, enabled: bool, label: str = "stats") -> None:
-        self.total, self.enabled, self.label = total, enabled, label
-        self.done = 0
-        self._last = 0.0
-
-    def step(self) -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if self.done == self.total or now - self._last >= 0.1:
-            self._last = now
-            width = 30
-            filled = width * self.done // max(self.total, 1)
-            bar = "#" * filled + "." * (width - filled)
-            line = f"\r{self.label} [{bar}] {self.done}/{self.total} masks"
-            print(line, end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled and self.done:
-            print(file=sys.stderr, flush=True)
+    return Progress(total, enabled, label)
 
 
 def _fail(message: str):

@@ -45,7 +45,8 @@ Prefix policy
     :class:`~maskcodec.datasets.Templates` of your own), such as
     ``"Sure, this is where {label} is:\n"``; ``{label}`` is one of ``labels``
     or, without them, any safe label.  A model fine-tuned on converted data
-    stays on its training distribution.
+    stays on its training distribution.  One space may come first: the
+    word-start marker SentencePiece models put before their first word.
 ``"any"``
     any text that does not contain ``<seg>``.
 ``"none"``
@@ -379,7 +380,7 @@ def _prefix_regex(policy, names) -> str:
     alts = []
     for parts in prefix_strings(policy):
         alts.append("".join(label if p is LABEL_SLOT else _re_lit(p) for p in parts))
-    return "(?:" + "|".join(alts) + ")"
+    return " ?(?:" + "|".join(alts) + ")"
 
 
 def _prefix_gbnf(policy, names) -> list[str]:
@@ -394,7 +395,7 @@ def _prefix_gbnf(policy, names) -> list[str]:
     for parts in prefix_strings(policy):
         seq = " ".join("plabel" if p is LABEL_SLOT else _gbnf_str(p) for p in parts)
         alts.append(seq or '""')
-    lines = ["prefix ::= " + " | ".join(alts)]
+    lines = ['prefix ::= " "? (' + " | ".join(alts) + ")"]
     if names is None:
         lines.append("plabel ::= label")
     else:

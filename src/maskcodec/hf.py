@@ -41,7 +41,17 @@ import numpy as np
 
 from ._errors import InputError
 from ._vocab import Vocab, vocab_of
-from .grammar import DEAD, SPACE, START, _labels_list, label_accepts, label_step
+from .grammar import (
+    DEAD,
+    LABEL_SLOT,
+    SPACE,
+    START,
+    _labels_list,
+    label_accepts,
+    label_step,
+    prefix_strings,
+    resolve_prefix,
+)
 from .quantize import as_grid
 
 __all__ = ["SegLogitsProcessor", "TokenAutomaton"]  # noqa: F822 (SegLogitsProcessor: module __getattr__)
@@ -67,6 +77,43 @@ def _utf8_len(lead: int) -> int:
 # Valid second bytes of UTF-8 sequences whose range differs from 80-BF (no overlongs,
 # no surrogates, nothing past U+10FFFF).
 _SECOND = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}
+
+
+def _any_label_step(lab, partial, b):
+    """One byte of the "any safe label" automaton over UTF-8: (lab, partial) or None."""
+    if partial:
+        lo, hi = _SECOND.get(partial[0], (0x80, 0xBF)) if len(partial) == 1 else (0x80, 0xBF)
+        if not lo <= b <= hi:
+            return None
+        partial += bytes([b])
+        if len(partial) < _utf8_len(partial[0]):
+            return lab, partial
+        try:
+            ch = partial.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        nxt = label_step(lab, ch)
+        return None if nxt == DEAD else (nxt, b"")
+    if b >= 0x80:
+        return (lab, bytes([b])) if _utf8_len(b) else None
+    nxt = label_step(lab, chr(b))
+    return None if nxt == DEAD else (nxt, b"")
+
+
+def _finish_any_label(lab, partial):
+    """Shortest bytes that complete an any-label state without passing through white space."""
+    frontier = [(b"", lab, partial)]
+    for _ in range(5):
+        nxt = []
+        for out, lb, part in frontier:
+            if not part and label_accepts(lb):
+                return out
+            for b in (range(0x80, 0xC0) if part else (0x61,)):
+                st = _any_label_step(lb, part, b)
+                if st is not None and (st[1] or st[0] != SPACE):
+                    nxt.append((out + bytes([b]), st[0], st[1]))
+        frontier = nxt
+    return None
 
 
 class _Trie:
@@ -165,6 +212,10 @@ class Mask(NamedTuple):
 class TokenAutomaton:
     """The answer grammar as a byte automaton with per-state token masks (torch-free).
 
+    ``prefix`` is the policy for the text before ``<seg>`` (see
+    :mod:`maskcodec.grammar`); this low-level class defaults to ``"none"``,
+    :class:`SegLogitsProcessor` to ``"templates"``.
+
     States are tuples whose first item is the phase.  ``step(state, byte)``
     returns the next state or None; :meth:`allowed` returns the sorted token
     ids allowed in a state as a NumPy array.
@@ -183,6 +234,7 @@ class TokenAutomaton:
         envelope: bool = True,
         max_label_len: int | None = 64,
         trie: _Trie | None = None,
+        prefix="none",
     ):
         if format not in _FORMATS:
             raise InputError(f"unknown format {format!r}; choose one of {', '.join(_FORMATS)}")
@@ -207,6 +259,7 @@ class TokenAutomaton:
         else:
             self.width, self.nrows = rows * cols, 1
         self._build_label_trie()
+        self._build_prefix(resolve_prefix(prefix, envelope))
         # A token spans at most this many row ends, so more rows left than that look alike.
         self.row_clip = 2 + max((t.count(b"\n") for t in self.trie.toks if b"\n\n" not in t), default=0)
         self._label_memo: dict = {}
@@ -214,6 +267,14 @@ class TokenAutomaton:
         self._mask_cache: OrderedDict = OrderedDict()
         self._dense_cache: OrderedDict = OrderedDict()
         self._check_vocab()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for memo in ("_label_memo", "_move_memo"):
+            state[memo] = {}
+        state["_mask_cache"], state["_dense_cache"] = OrderedDict(), OrderedDict()
+        state.pop("_free", None)
+        return state
 
     # ------------------------------------------------------------------ labels
 
@@ -259,23 +320,7 @@ class TokenAutomaton:
         if self.names is not None:
             nxt = self.lkids[lab].get(b)
             return None if nxt is None else (nxt, b"")
-        if partial:
-            lo, hi = _SECOND.get(partial[0], (0x80, 0xBF)) if len(partial) == 1 else (0x80, 0xBF)
-            if not lo <= b <= hi:
-                return None
-            partial += bytes([b])
-            if len(partial) < _utf8_len(partial[0]):
-                return lab, partial
-            try:
-                ch = partial.decode("utf-8")
-            except UnicodeDecodeError:
-                return None
-            nxt = label_step(lab, ch)
-            return None if nxt == DEAD else (nxt, b"")
-        if b >= 0x80:
-            return (lab, bytes([b])) if _utf8_len(b) else None
-        nxt = label_step(lab, chr(b))
-        return None if nxt == DEAD else (nxt, b"")
+        return _any_label_step(lab, partial, b)
 
     def _lab_cost(self, lab, partial):
         """Bytes still needed before the label is complete (any-label mode)."""
@@ -285,12 +330,129 @@ class TokenAutomaton:
             return _utf8_len(partial[0]) - len(partial)
         return 0 if label_accepts(lab) else 1
 
+    # ------------------------------------------------------------------ prefix
+
+    def _build_prefix(self, policy):
+        """The text before ``<seg>`` as a small NFA whose items are
+        ``(template, part, offset, label state, partial UTF-8)``, or ``("A", k)`` for any
+        text without ``<seg>`` (``k`` bytes of it seen)."""
+        self.prefix = policy if isinstance(policy, str) else "templates"
+        self.pparts: list[tuple] = []
+        if policy == "any":
+            self._open0 = frozenset({("A", 0)})
+            return
+        if policy == "none":
+            templates = [()]
+        else:
+            templates = []
+            for parts in prefix_strings(policy):
+                if self.names is not None and LABEL_SLOT in parts:
+                    for name in self.names[1:]:  # {label} is a foreground name
+                        t = tuple(name if p is LABEL_SLOT else p for p in parts)
+                        templates.append(("".join(t),))
+                else:
+                    templates.append(parts)
+        for parts in templates:
+            merged: list = []
+            for p in parts:
+                if p is LABEL_SLOT:
+                    merged.append(None)
+                elif merged and isinstance(merged[-1], bytes):
+                    merged[-1] += p.encode("utf-8")
+                else:
+                    merged.append(p.encode("utf-8"))
+            if merged and isinstance(merged[-1], bytes):
+                merged[-1] += OPEN
+            else:
+                merged.append(OPEN)
+            if tuple(merged) not in self.pparts:
+                self.pparts.append(tuple(merged))
+        self._starts = frozenset((t, 0, 0, START, b"") for t in range(len(self.pparts)))
+        # SentencePiece models write a word-start space before the first word ("\u2581Sure"),
+        # so a template may open with one space.
+        self._open0 = self._starts | ({("S",)} if policy != "none" else set())
+
+    def _enter(self, t, j, b, out):
+        """Byte ``b`` as the first of part ``j`` of template ``t``; True when it ends the prefix."""
+        parts = self.pparts[t]
+        part = parts[j]
+        if part is None:
+            nxt = _any_label_step(START, b"", b)
+            if nxt is not None:
+                out.add((t, j, 0, nxt[0], nxt[1]))
+            return False
+        if part[0] != b:
+            return False
+        if len(part) > 1:
+            out.add((t, j, 1, START, b""))
+            return False
+        if j + 1 == len(parts):
+            return True
+        out.add((t, j + 1, 0, START, b""))
+        return False
+
+    def _open_step(self, items, b):
+        out: set = set()
+        for it in items:
+            if it[0] == "S":
+                if b == 0x20:
+                    out |= self._starts
+                continue
+            if it[0] == "A":
+                k = it[1]
+                if b == OPEN[k]:
+                    if k + 1 == len(OPEN):
+                        return self.body_start()
+                    out.add(("A", k + 1))
+                else:
+                    out.add(("A", 1 if b == 0x3C else 0))
+                continue
+            t, j, off, lab, partial = it
+            parts = self.pparts[t]
+            part = parts[j]
+            if part is None:
+                nxt = _any_label_step(lab, partial, b)
+                if nxt is not None:
+                    out.add((t, j, 0, nxt[0], nxt[1]))
+                if not partial and label_accepts(lab) and self._enter(t, j + 1, b, out):
+                    return self.body_start()
+            elif part[off] == b:
+                if off + 1 < len(part):
+                    out.add((t, j, off + 1, START, b""))
+                elif j + 1 == len(parts):
+                    return self.body_start()
+                else:
+                    out.add((t, j + 1, 0, START, b""))
+        return (P_OPEN, frozenset(out)) if out else None
+
+    def _finish_open(self, items) -> bytes:
+        """The shortest bytes from a prefix state through ``<seg>``."""
+        best = None
+        for it in items:
+            if it[0] == "S":
+                continue
+            if it[0] == "A":
+                tail = OPEN[it[1]:]
+            else:
+                t, j, off, lab, partial = it
+                parts = self.pparts[t]
+                if parts[j] is None:
+                    head = _finish_any_label(lab, partial)
+                    if head is None:
+                        continue
+                else:
+                    head = parts[j][off:]
+                tail = head + b"".join(b"a" if p is None else p for p in parts[j + 1:])
+            if best is None or len(tail) < len(best):
+                best = tail
+        return best
+
     # ------------------------------------------------------------------ states
 
     def start(self):
-        """The state before ``<seg>`` (envelope) or at the body start."""
+        """The state before ``<seg>`` and its prefix (envelope) or at the body start."""
         if self.envelope:
-            return (P_OPEN, 0)
+            return (P_OPEN, self._open0)
         return self.body_start()
 
     def body_start(self):
@@ -337,10 +499,7 @@ class TokenAutomaton:
         if ph == P_NL:
             return self._lab_state(s[1], self.width, -1) if b == 0x20 else None
         if ph == P_OPEN:
-            i = s[1]
-            if b != OPEN[i]:
-                return None
-            return (P_OPEN, i + 1) if i + 1 < len(OPEN) else self.body_start()
+            return self._open_step(s[1], b)
         if ph == P_CLOSE:
             i = s[1]
             if b != CLOSE[i]:
@@ -573,18 +732,7 @@ class TokenAutomaton:
             return b""
         # Shortest bytes to an accepting state that never pass through white space (so the
         # label-length bound, which counts a partial character as non-space, still holds).
-        frontier = [(b"", lab, partial)]
-        for _ in range(5):
-            nxt = []
-            for out, lb, part in frontier:
-                if not part and label_accepts(lb):
-                    return out
-                for b in (range(0x80, 0xC0) if part else (0x61,)):
-                    st = self._lab_step(lb, part, b)
-                    if st is not None and (st[1] or st[0] != SPACE):
-                        nxt.append((out + bytes([b]), st[0], st[1]))
-            frontier = nxt
-        return None
+        return _finish_any_label(lab, partial)
 
     def _depth(self, node):
         if not hasattr(self, "_ldepth"):
@@ -610,7 +758,7 @@ class TokenAutomaton:
         bg = self.background.encode("utf-8")
         pieces: list[bytes] = []
         if ph == P_OPEN:
-            pieces.append(OPEN[s[1]:])
+            pieces.append(self._finish_open(s[1]))
             s = self.body_start()
             ph = P_LAB
         if ph in (P_CLOSE, P_DONE):
@@ -670,6 +818,10 @@ class TokenAutomaton:
         else:
             need.update("ax")
         need.update(self.background)
+        for parts in self.pparts:
+            for p in parts:
+                if p is not None:
+                    need.update(p.decode("utf-8"))
         if not self.envelope:
             need -= set("<seg>/") - set("".join(self.names or []) + self.background)
         missing = []
@@ -791,8 +943,8 @@ def _make_processor_class():
             A ``transformers`` tokenizer, ``tokenizers.Tokenizer``,
             ``sentencepiece.SentencePieceProcessor`` or ``tiktoken.Encoding``
             whose ids the model uses.
-        rows, cols : int
-            The grid (``cols`` defaults to ``rows``).
+        rows, cols : int, optional
+            The grid (``cols`` defaults to ``rows``); or give ``grid=``.
         labels : collection of str, optional
             The allowed foreground labels (the background is always allowed);
             None allows any safe label.
@@ -812,9 +964,19 @@ def _make_processor_class():
         eos_token_id : int, optional
             The end-of-sequence token allowed after ``</seg>`` (default: the
             tokenizer's).
+        grid : int or (rows, cols), optional
+            The grid, as everywhere else in maskcodec (instead of ``rows, cols``).
+        prefix : {"templates", "any", "none"} or Templates, optional
+            What the model may write before ``<seg>``: exactly one of the answer
+            templates that ``maskcodec convert`` trains (the default), any text
+            without ``<seg>``, or nothing (the answer starts at once; what
+            ``force_seg=True`` means).  See :mod:`maskcodec.grammar`.
 
         Notes
         -----
+        The processor pickles (for ``multiprocessing``, Ray, vLLM-style
+        workers): its caches are dropped and rebuilt on the other side.
+
         Before ``<seg>`` every token is allowed except end-of-sequence (and tokens
         that would complete ``<seg>`` and go on with something invalid).  Each
         batch row has its own state, looked up by its generated tokens, so
@@ -825,7 +987,7 @@ def _make_processor_class():
         def __init__(
             self,
             tokenizer,
-            rows: int,
+            rows: int | None = None,
             cols: int | None = None,
             labels: Iterable[str] | None = None,
             *,
@@ -836,11 +998,16 @@ def _make_processor_class():
             max_new_tokens: int | None = None,
             max_label_len: int | None = 64,
             eos_token_id: int | None = None,
+            grid: int | tuple[int, int] | None = None,
+            prefix=None,
         ):
-            rows, cols = as_grid((rows, rows if cols is None else cols))
+            rows, cols = _processor_grid(rows, cols, grid)
+            policy = _processor_prefix(prefix, force_seg)
+            self.prefix = policy
             self.auto = automaton_for(
                 tokenizer, rows, cols, labels, format=format, background=background,
                 canonical=canonical, max_label_len=max_label_len,
+                prefix="none" if policy == "any" else policy,
             )
             vocab = self.auto.vocab
             if eos_token_id is None:
@@ -850,7 +1017,9 @@ def _make_processor_class():
             if not 0 <= eos_token_id < vocab.size:
                 raise InputError(f"eos_token_id {eos_token_id} is outside the vocabulary of {vocab.size}")
             self.eos = int(eos_token_id)
-            self.force_seg = bool(force_seg)
+            # "any" text before <seg> is followed outside the automaton (free text, with the
+            # masks of free_masks); the other policies are the automaton's own prefix states.
+            self.force_seg = policy != "any"
             self.max_new_tokens = max_new_tokens
             self._cost_cache: dict[bytes, list[int] | None] = {}
             self._tensors: dict = {}
@@ -868,6 +1037,17 @@ def _make_processor_class():
                         f"{max_new_tokens}"
                     )
             self.reset()
+
+        # -------------------------------------------------------------- pickling
+
+        def __getstate__(self):
+            state = self.__dict__.copy()
+            # Tensors on a device, sequence states and memo tables: rebuilt on demand.
+            state["_tensors"] = {}
+            state["_cost_cache"] = {}
+            state["_seqs"] = {}
+            state["_prompt"] = state["_prompt_len"] = state["_last_len"] = None
+            return state
 
         # -------------------------------------------------------------- bookkeeping
 
@@ -1042,8 +1222,30 @@ def _make_processor_class():
                 self._seqs = {k: v for k, v in self._seqs.items() if k in live}
             return scores
 
+    # Pickled by reference as maskcodec.hf.SegLogitsProcessor (the module __getattr__ below
+    # builds the same class on the other side), not as a local object of this function.
     SegLogitsProcessor.__module__ = __name__
+    SegLogitsProcessor.__qualname__ = "SegLogitsProcessor"
     return SegLogitsProcessor
+
+
+def _processor_grid(rows, cols, grid):
+    if grid is not None:
+        if rows is not None or cols is not None:
+            raise TypeError("give the grid as grid=(rows, cols) or as rows, cols, not both")
+        return as_grid(grid)
+    if rows is None:
+        raise TypeError("SegLogitsProcessor needs the grid: grid=16, grid=(rows, cols) or rows, cols")
+    return as_grid((rows, rows if cols is None else cols))
+
+
+def _processor_prefix(prefix, force_seg):
+    if force_seg:
+        if prefix not in (None, "none"):
+            raise InputError(f"force_seg=True means prefix='none'; it contradicts prefix={prefix!r}")
+        return "none"
+    policy = resolve_prefix(prefix, True)
+    return policy
 
 
 def __getattr__(name):

@@ -42,11 +42,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._errors import InputError, MaskcodecError
+from .._progress import Progress
 from ..grid import LabelGrid
 from ..text import encode_grid, format_code, to_text
 from ._sample import ArrayTarget, CocoMapTarget, CocoTarget, DatasetError, PngTarget, Problem, Sample
 from .templates import DEFAULT_TEMPLATES, Templates, load_templates
-from .writers import FORMATS, make_record
+from .writers import FORMATS, dataset_info_entry, jsonl_to_array, layout_of, make_record, write_dataset_info
 
 __all__ = ["ConvertOptions", "ConvertSummary", "convert", "convert_sample", "count_pieces"]
 
@@ -284,8 +285,7 @@ class ConvertSummary:
         lines = [
             f"wrote {self.samples} samples to {self.output}"
             + (f" (resumed after {self.resumed_from})" if self.resumed_from else ""),
-            f"skipped {self.skipped} samples"
-            + (f", {self.source_problems} while reading the source" if self.source_problems else ""),
+            self._skipped_line(),
             (
                 f"answer length ({_token_counter('rrle')[0]}): mean {t['mean']:.1f}, "
                 f"median {t['median']}, p95 {t['p95']}, max {t['max']}, total {t['total']}"
@@ -293,6 +293,15 @@ class ConvertSummary:
             f"{self.seconds:.1f} s, {rate:.0f} samples/s",
         ]
         return "\n".join(lines)
+
+    def _skipped_line(self) -> str:
+        total = self.skipped + self.source_problems
+        if not total:
+            return "skipped no samples"
+        return (
+            f"skipped {total} samples in all: {self.source_problems} while reading the source, "
+            f"{self.skipped} while encoding"
+        )
 
     def _state(self) -> dict:
         return {
@@ -306,37 +315,6 @@ class ConvertSummary:
         self.samples, self.skipped = int(st["samples"]), int(st["skipped"])
         self.problems = [Problem(*p) for p in st["problems"]]
         self.token_counts = Counter({int(k): int(v) for k, v in st["token_counts"].items()})
-
-
-class _Progress:
-    """A one-line progress bar on a stream, redrawn at most every 0.2 s."""
-
-    def __init__(self, total: int, stream, enabled: bool, start: int = 0) -> None:
-        self.total, self.stream, self.enabled = total, stream, enabled
-        self.done = start
-        self.t0 = time.perf_counter()
-        self.start = start
-        self.last = 0.0
-
-    def update(self, n: int, force: bool = False) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if not force and now - self.last < 0.2:
-            return
-        self.last = now
-        frac = self.done / self.total if self.total else 1.0
-        bar = "#" * int(frac * 30)
-        rate = (self.done - self.start) / max(now - self.t0, 1e-9)
-        self.stream.write(f"\rconvert [{bar:<30}] {self.done}/{self.total} {frac:6.1%} {rate:8.0f}/s")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.update(0, force=True)
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _write_json_atomic(path: str, data: dict) -> None:
@@ -365,6 +343,8 @@ def convert(
     progress: bool | None = None,
     stream=None,
     source_name: str = "",
+    layout: str | None = None,
+    dataset_info: bool | None = None,
     _after_chunk: Callable[[int], None] | None = None,
 ) -> ConvertSummary:
     """Convert samples (e.g. a :class:`Source`) to a JSONL file of conversation records.
@@ -375,7 +355,7 @@ def convert(
         In a fixed order (resume counts on it).
     output : str or path
         The JSONL file; it appears only when the run finishes.
-    to : {"llava", "sharegpt", "swift", "hf-messages"}
+    to : {"llava", "sharegpt", "ms-swift", "swift", "hf-messages"}
         Record format (see :mod:`maskcodec.datasets.writers`).
     grid, method, format, nonempty
         Codec configuration (see :func:`maskcodec.encode_mask`).
@@ -391,7 +371,19 @@ def convert(
     on_error : {"skip", "raise"}
         A bad sample is reported and skipped, or stops the run.
     progress : bool, optional
-        Draw a progress bar on ``stream`` (stderr); default: when it is a terminal.
+        Draw a progress bar (tqdm: rate and ETA) on ``stream`` (stderr);
+        default: when it is a terminal.
+    stream : file, optional
+        Where progress and skipped samples are reported (stderr).
+    source_name : str
+        Recorded in the resume state, so a resume from another source is refused.
+    layout : {"jsonl", "json"}, optional
+        One record per line, or one JSON array (LLaVA's ``train.py`` reads it
+        with ``json.load``); default: ``"json"`` for a ``.json`` output,
+        ``"jsonl"`` otherwise.
+    dataset_info : bool, optional
+        Add the output to LLaMA-Factory's ``dataset_info.json`` beside it;
+        default: for ``"sharegpt"`` and ``"ms-swift"`` records.
     """
     opts = ConvertOptions(
         to=to,
@@ -409,6 +401,11 @@ def convert(
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
     output = os.fspath(output)
+    layout = layout_of(output, layout)
+    if dataset_info is None:
+        dataset_info = to in ("sharegpt", "ms-swift")
+    if dataset_info:
+        dataset_info_entry(to, os.path.basename(output))  # refuses a format LLaMA-Factory cannot read
     tmp, state_path = output + ".partial", output + ".partial.json"
     stream = sys.stderr if stream is None else stream
     total = len(samples)
@@ -434,7 +431,7 @@ def convert(
     else:
         fh = open(tmp, "wb")  # noqa: SIM115 - held across the loop, closed in the finally below
     show = stream.isatty() if progress is None and hasattr(stream, "isatty") else bool(progress)
-    bar = _Progress(total, stream, show, start)
+    bar = Progress(total, show, "convert", stream=stream, initial=start, unit="sample")
     t0 = time.perf_counter()
     fatal = on_error == "raise"
     jobs = ((samples[i : i + chunk_size], opts, fatal) for i in range(start, total, chunk_size))
@@ -465,12 +462,7 @@ def convert(
                 if line is None:
                     summary.skipped += 1
                     summary.problems.append(problem)
-                    # "\r\033[K" clears a progress line drawn on a terminal first
-                    clear = "\r\033[K" if bar.enabled else ""
-                    print(
-                        f"{clear}maskcodec convert: skipped {problem}",
-                        file=stream,
-                    )
+                    bar.write(f"maskcodec convert: skipped {problem}")
                 else:
                     data.append(line)
                     summary.samples += 1
@@ -495,7 +487,14 @@ def convert(
             pool.join()
         fh.close()
     bar.close()
-    os.replace(tmp, output)
+    if layout == "json":
+        jsonl_to_array(tmp, output + ".array")
+        os.replace(output + ".array", output)
+        os.remove(tmp)
+    else:
+        os.replace(tmp, output)
     os.remove(state_path)
+    if dataset_info:
+        write_dataset_info(output, to)
     summary.seconds = time.perf_counter() - t0
     return summary
