@@ -28,6 +28,7 @@ def cmd_convert(args) -> int:
         on_error=on_error,
         ignore_index=None if args.ignore_index < 0 else args.ignore_index,
         first_id=args.names_start,
+        image_name=args.image_name,
     )
     if args.check_images is not None:
         source = check_images(source, args.check_images, on_error=on_error)
@@ -52,8 +53,18 @@ def cmd_convert(args) -> int:
         on_error=on_error,
         progress=False if args.quiet else None,
         source_name=source.name,
+        layout=args.layout,
+        dataset_info=args.dataset_info,
     )
     print(summary.to_text(), file=sys.stderr)
+    if args.hf_dataset:
+        from .datasets.scale import to_hf_dataset
+
+        embed = args.embed_images is not None
+        ds = to_hf_dataset(args.output, image_root=args.embed_images or "", embed_images=embed)
+        ds.save_to_disk(args.hf_dataset)
+        print(f"saved a Hugging Face dataset of {len(ds)} records (id, messages, images) to "
+              f"{args.hf_dataset}", file=sys.stderr)
     return 0
 
 
@@ -75,9 +86,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read COCO / refCOCO(+/g) / gRefCOCO / semantic label folders and write "
         "LLaVA, ShareGPT, ms-swift or Hugging Face chat JSONL with Text4Seg answers.",
     )
-    p.add_argument("src", help="instances JSON, REFER/gRefCOCO folder, or folder of label PNGs")
+    p.add_argument("src", help="COCO instances JSON or results list, REFER/gRefCOCO folder, "
+                   "or folder of label PNGs")
     p.add_argument("--to", required=True, choices=FORMATS, help="record format")
-    p.add_argument("-o", "--output", required=True, help="output .jsonl (written atomically)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file, written atomically: .jsonl (one record a line) or .json (one array, "
+                   "what LLaVA's train.py reads)")
+    p.add_argument("--layout", choices=("jsonl", "json"), default=None,
+                   help="one record per line or one JSON array (default: from the output's extension)")
+    p.add_argument("--dataset-info", dest="dataset_info", action="store_true", default=None,
+                   help="add the output to LLaMA-Factory's dataset_info.json beside it "
+                   "(default for --to sharegpt / ms-swift)")
+    p.add_argument("--no-dataset-info", dest="dataset_info", action="store_false",
+                   help="do not write dataset_info.json")
+    p.add_argument("--hf-dataset", metavar="DIR",
+                   help="also save a Hugging Face dataset with structured messages and images columns "
+                   "(datasets' save_to_disk; load_from_disk / push_to_hub it)")
+    p.add_argument("--embed-images", metavar="ROOT", nargs="?", const="",
+                   help="with --hf-dataset: embed the image files (paths under ROOT) as datasets.Image")
     p.add_argument(
         "--grid", type=int, nargs="+", metavar="N", default=[16], help="N or ROWS COLS (default 16)"
     )
@@ -133,6 +159,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="skip (or with --fatal, stop at) samples whose image is missing under DIR",
     )
     g.add_argument("--image-ext", default=".jpg", help="semantic folders: image extension (default .jpg)")
+    g.add_argument("--image-name", default="{image_id:012d}.jpg", metavar="FORMAT",
+                   help="COCO results lists (which name no files): image file name from the image id "
+                   "(default {image_id:012d}.jpg, COCO 2017; COCO_val2014_{image_id:012d}.jpg for 2014)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("show", help="draw a sample's decoded grid over its image, with the text, as a PNG")

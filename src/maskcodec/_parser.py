@@ -905,7 +905,7 @@ def parse(
     /,
     *,
     grid: int | tuple[int, int] | None = None,
-    mode: Mode = "strict",
+    mode: Mode | None = None,
     format: str = "rrle",
     envelope: bool = True,
     background: str = "others",
@@ -923,9 +923,14 @@ def parse(
         The expected grid; inferred from the text when None (strict: from the
         first row's width and the row count; repair: from the most common row
         width, and a truncated answer is assumed square).
-    mode : {"strict", "repair", "text4seg"}
-        See the module documentation.
+    mode : {"strict", "repair", "text4seg"}, optional
+        See the module documentation.  Left out, it is ``"strict"`` for now,
+        and text that strict mode refuses but repair mode reads also raises a
+        ``FutureWarning``: the one default of the package is ``"repair"``
+        (:func:`decode_mask`, :class:`~maskcodec.Codec`), and ``parse`` moves
+        to it in 0.3.  Pass ``mode=`` to choose and silence the warning.
     format : {"rrle", "irle", "full"}
+        The text format.
     envelope : bool
         Whether the text carries ``<seg>...</seg>``.
     background : str
@@ -955,6 +960,13 @@ def parse(
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if mode is None:
+        try:
+            return parse(text, grid=grid, mode="strict", format=format, envelope=envelope,
+                         background=background, labels=labels, unknown=unknown)
+        except ParseError:
+            _warn_default_mode()
+            raise
     _check_options(mode, format, envelope, background)
     if unknown not in ("background", "keep"):
         raise InputError(f"unknown must be 'background' or 'keep', got {unknown!r}")
@@ -990,6 +1002,18 @@ def parse(
     rep = Repair("no_block", line, col, f"no {SEG_OPEN!r} in the text; the grid is all background")
     empty = LabelGrid._trusted(np.zeros((r, c), dtype=np.uint8), (background,))
     return ParseResult(empty, (rep,), 0, 0, False, False)
+
+
+def _warn_default_mode() -> None:
+    import warnings
+
+    warnings.warn(
+        "parse() was called without mode= and the text breaks the strict grammar; parse() will "
+        "default to mode='repair' (as decode_mask and Codec do) in maskcodec 0.3. Pass "
+        "mode='strict' to keep this ParseError, or mode='repair' to read model output.",
+        FutureWarning,
+        stacklevel=3,
+    )
 
 
 def parse_all(text: str, /, **options) -> list[ParseResult]:

@@ -131,6 +131,7 @@ def read_coco(
     crowd: bool = True,
     instances: bool = False,
     on_error: OnError = "skip",
+    _data=None,
 ) -> Source:
     """Read a COCO instances JSON file.
 
@@ -158,7 +159,7 @@ def read_coco(
     if group not in ("object", "category", "image"):
         raise DatasetError(str(path), f"group must be 'object', 'category' or 'image', got {group!r}")
     report = _Report(on_error)
-    images, anns, cats = _coco_tables(path, _load_json(path))
+    images, anns, cats = _coco_tables(path, _load_json(path) if _data is None else _data)
     buckets: dict[tuple, list[dict]] = {}
     for ann in anns.values():
         image = images.get(ann.get("image_id"))
@@ -233,6 +234,65 @@ def read_coco(
             )
         )
     return Source(f"coco:{os.fspath(path)}", samples, report.problems)
+
+
+def read_coco_results(
+    path,
+    /,
+    *,
+    image_root: str = "",
+    image_name: str = "{image_id:012d}.jpg",
+    names: dict | None = None,
+    on_error: OnError = "skip",
+    _data=None,
+) -> Source:
+    """Read a COCO *results* list (what a detector writes for ``COCOeval``): one sample per result.
+
+    A results list names no image files and no category names: the image path is
+    ``image_name.format(image_id=...)`` under ``image_root``, and the label is the
+    COCO category name of ``category_id`` (or ``names[category_id]``, or
+    ``"class <id>"``).  Polygons need the image size, which a results list does
+    not hold: only RLE results (with their ``size``) can be converted.  The
+    ``score`` is kept in the sample's ``meta``.
+    """
+    from .._cli_codec import _COCO_NAMES
+
+    data = _load_json(path) if _data is None else _data
+    if not isinstance(data, list):
+        raise DatasetError(str(path), "a COCO results file holds a JSON list of results")
+    report = _Report(on_error)
+    samples = []
+    for i, res in enumerate(data):
+        sid = f"res{i}"
+        if not isinstance(res, dict) or not {"image_id", "category_id", "segmentation"} <= set(res):
+            report(path, "a result needs image_id, category_id and segmentation", sid)
+            continue
+        segm, cat = res["segmentation"], res["category_id"]
+        if not isinstance(segm, dict) or "size" not in segm or "counts" not in segm:
+            report(path, "only RLE results (with a size) can be converted: a results list has no image sizes", sid)
+            continue
+        size = segm["size"]
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            report(path, f"RLE size must be [height, width], got {size!r}", sid)
+            continue
+        name = (names or {}).get(cat)
+        if name is None and isinstance(cat, int) and 0 < cat < len(_COCO_NAMES) and _COCO_NAMES[cat]:
+            name = _COCO_NAMES[cat]
+        try:
+            file_name = image_name.format(image_id=res["image_id"])
+        except (KeyError, IndexError, ValueError) as exc:
+            raise DatasetError(str(path), f"image_name {image_name!r} does not format: {exc}") from None
+        samples.append(
+            Sample(
+                id=sid,
+                image=_image_path(image_root, file_name),
+                label=safe_label(name or f"class {cat}"),
+                target=CocoTarget((segm,), (int(size[0]), int(size[1])), str(path)),
+                task="referring",
+                meta={"image_id": res["image_id"], "category_id": cat, "score": res.get("score")},
+            )
+        )
+    return Source(f"coco-results:{os.fspath(path)}", samples, report.problems)
 
 
 def _sentence_label(sent: dict) -> str | None:
@@ -530,19 +590,27 @@ def open_source(
     ignore_index: int | None = 255,
     first_id: int = 0,
     on_error: OnError = "skip",
+    image_name: str = "{image_id:012d}.jpg",
 ) -> Source:
     """Open ``src`` with the reader its layout calls for (or the one ``kind`` names).
 
     ``kind`` is one of ``"coco"``, ``"refer"``, ``"grefcoco"``, ``"semantic"``;
     without it: a ``.json`` file is COCO, a folder holding ``refs(*).p`` (or
     ``<dataset>/refs(*).p``) is REFER, one holding ``grefs(*).json`` is
-    gRefCOCO, and a folder of PNGs with ``names`` is semantic.
+    gRefCOCO, and a folder of PNGs with ``names`` is semantic.  A ``.json``
+    file holding a COCO *results* list (``[{"image_id", "category_id",
+    "segmentation", "score"}, ...]``) is read by :func:`read_coco_results`.
     """
     src = os.fspath(src)
     if kind is None:
         kind = _detect(src, dataset, split_by, names)
     if kind == "coco":
-        return read_coco(src, group=group, image_root=image_root, instances=instances, on_error=on_error)
+        data = _load_json(src)
+        if isinstance(data, list):
+            return read_coco_results(src, image_root=image_root, image_name=image_name, on_error=on_error,
+                                     _data=data)
+        return read_coco(src, group=group, image_root=image_root, instances=instances, on_error=on_error,
+                         _data=data)
     if kind == "refer":
         return read_refer(
             src, dataset, split_by=split_by, split=split, image_root=image_root, on_error=on_error

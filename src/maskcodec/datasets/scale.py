@@ -31,9 +31,27 @@ from .._errors import MaskcodecError
 from ._sample import ArrayTarget, CocoTarget, Sample
 from .pipeline import ConvertOptions, _record, _token_counter
 
-__all__ = ["BatchConverter", "hf_convert", "ray_convert"]
+__all__ = ["BatchConverter", "hf_convert", "messages_of", "ray_convert", "to_hf_dataset"]
 
 OUTPUT_COLUMNS = ("id", "record", "tokens", "error")
+#: The columns with ``structured=True``: chat ``messages`` and an ``images`` list, as TRL,
+#: LLaMA-Factory and ms-swift read them from a Hub dataset.
+STRUCTURED_COLUMNS = ("id", "messages", "images", "tokens", "error")
+
+
+def messages_of(record: Mapping) -> tuple[list[dict], list[str]]:
+    """``(messages, images)`` of a record in any output format: ``[{"role", "content"}]`` with
+    ``"<image>"`` opening the user turn, and the image paths.
+
+    >>> from maskcodec.datasets import make_record
+    >>> messages_of(make_record("llava", id="1", image="a.jpg", question="Q", answer="A"))
+    ([{'role': 'user', 'content': '<image>Q'}, {'role': 'assistant', 'content': 'A'}], ['a.jpg'])
+    """
+    from .writers import answer_of
+
+    image, question, answer = answer_of(dict(record))
+    msgs = [{"role": "user", "content": "<image>" + question}, {"role": "assistant", "content": answer}]
+    return msgs, [image] if image else []
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,9 @@ class BatchConverter:
         and image make the id (the template choice needs a stable key).
     height, width : str
         Columns with the image size, needed only for polygon masks.
+    structured : bool
+        Output ``id``, ``messages``, ``images``, ``tokens``, ``error`` (see
+        :func:`messages_of`) instead of a JSON ``record`` string.
 
     Examples
     --------
@@ -71,6 +92,7 @@ class BatchConverter:
     id: str = "id"
     height: str = "height"
     width: str = "width"
+    structured: bool = False
 
     def sample(self, row: Mapping) -> Sample:
         """The :class:`Sample` of one row."""
@@ -99,7 +121,7 @@ class BatchConverter:
         columns = list(batch)
         n = len(batch[self.label])
         _, count = _token_counter(self.options.format)
-        out = {c: [] for c in OUTPUT_COLUMNS}
+        out = {c: [] for c in (STRUCTURED_COLUMNS if self.structured else OUTPUT_COLUMNS)}
         for i in range(n):
             row = {c: _plain(batch[c][i]) for c in columns}
             key = str(row[self.id]) if self.id in row else str(i)
@@ -108,12 +130,21 @@ class BatchConverter:
                 rec, seg = _record(s, self.options)
             except (MaskcodecError, TypeError, ValueError, KeyError) as exc:
                 out["id"].append(key)
-                out["record"].append("")
+                if self.structured:
+                    out["messages"].append([])
+                    out["images"].append([])
+                else:
+                    out["record"].append("")
                 out["tokens"].append(0)
                 out["error"].append(f"{type(exc).__name__}: {exc}")
                 continue
             out["id"].append(s.id)
-            out["record"].append(json.dumps(rec, ensure_ascii=False))
+            if self.structured:
+                msgs, images = messages_of(rec)
+                out["messages"].append(msgs)
+                out["images"].append(images)
+            else:
+                out["record"].append(json.dumps(rec, ensure_ascii=False))
             out["tokens"].append(int(count(seg)))
             out["error"].append("")
         return out
@@ -135,6 +166,7 @@ def hf_convert(
     options: ConvertOptions | None = None,
     num_proc: int | None = None,
     batch_size: int = 256,
+    structured: bool = False,
     **columns,
 ):
     """Convert a ``datasets.Dataset`` with ``Dataset.map(batched=True, num_proc=...)``.
@@ -142,10 +174,13 @@ def hf_convert(
     Returns a dataset with the columns ``id``, ``record``, ``tokens``,
     ``error`` (the input columns are dropped).  Write it with e.g.
     ``ds.filter(lambda r: not r["error"])`` and one ``record`` per line.
-    ``columns`` renames the input columns (``mask=``, ``label=``, ...; see
-    :class:`BatchConverter`).
+    With ``structured=True`` the columns are ``id``, ``messages`` (a list of
+    ``{"role", "content"}``), ``images`` (a list of paths), ``tokens`` and
+    ``error``: ready for ``save_to_disk`` / ``push_to_hub`` (see
+    :func:`to_hf_dataset` to embed the images).  ``columns`` renames the input
+    columns (``mask=``, ``label=``, ...; see :class:`BatchConverter`).
     """
-    fn = BatchConverter(options or ConvertOptions(), **columns)
+    fn = BatchConverter(options or ConvertOptions(), structured=structured, **columns)
     return dataset.map(
         fn,
         batched=True,
@@ -173,3 +208,44 @@ def ray_convert(
     fn = BatchConverter(options or ConvertOptions(), **columns)
     kw = {} if concurrency is None else {"concurrency": concurrency}
     return dataset.map_batches(fn, batch_size=batch_size, batch_format="numpy", **kw)
+
+
+def _read_records(records):
+    """Records from a path (JSONL or a JSON array) or an iterable of dicts."""
+    import os
+
+    if isinstance(records, (str, os.PathLike)):
+        with open(records, encoding="utf-8") as fh:
+            text = fh.read()
+        if text.lstrip().startswith("["):
+            return json.loads(text)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return list(records)
+
+
+def to_hf_dataset(records, /, *, image_root: str = "", embed_images: bool = False):
+    """A ``datasets.Dataset`` of conversation records with structured columns.
+
+    Columns: ``id``, ``messages`` (``[{"role", "content"}]``, ``"<image>"`` in
+    the user turn) and ``images`` (a list of paths under ``image_root``; with
+    ``embed_images=True`` cast to ``datasets.Image`` so that ``save_to_disk`` /
+    ``push_to_hub`` carry the image bytes).  ``records`` is a file written by
+    ``maskcodec convert`` (JSONL or a JSON array) or an iterable of records in
+    any of its formats.
+    """
+    import os
+
+    import datasets
+
+    rows = {"id": [], "messages": [], "images": []}
+    for i, rec in enumerate(_read_records(records)):
+        msgs, images = messages_of(rec)
+        rows["id"].append(str(rec.get("id", i)))
+        rows["messages"].append(msgs)
+        rows["images"].append([os.path.join(image_root, p) if image_root else p for p in images])
+    features = datasets.Features({
+        "id": datasets.Value("string"),
+        "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+        "images": [datasets.Image() if embed_images else datasets.Value("string")],
+    })
+    return datasets.Dataset.from_dict(rows, features=features)
