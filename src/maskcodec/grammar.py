@@ -380,7 +380,7 @@ def _prefix_regex(policy, names) -> str:
     alts = []
     for parts in prefix_strings(policy):
         alts.append("".join(label if p is LABEL_SLOT else _re_lit(p) for p in parts))
-    return " ?(?:" + "|".join(alts) + ")"
+    return "[ ]?(?:" + "|".join(alts) + ")"
 
 
 def _prefix_gbnf(policy, names) -> list[str]:
@@ -509,7 +509,7 @@ def _with_prefix(text: str, form: str, policy, names) -> str:
     # llguidance's greedy one) has to guess where free text or a label in it ends.
     head, tail = first.split(": ", 1)
     assert tail.startswith('"<seg>" ')
-    rx = (_prefix_regex(policy, names) + "<seg>").replace("/", "\\/")
+    rx = _prefix_regex(policy, names) + "<seg>"  # every "/" in it is escaped already
     return "\n".join([f"{head}: PREFIX_SEG {tail[len(chr(34) + '<seg>' + chr(34)) + 1:]}",
                       f"PREFIX_SEG: /{rx}/", rest])
 

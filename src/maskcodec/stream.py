@@ -16,6 +16,8 @@ whole text in the decoder's mode.
 [(1, [[0, 1, 1], [0, 0, 0]])]
 >>> [(u.rows, u.done) for u in dec.feed("ers *3\\n</seg>")]
 [(2, False), (2, True)]
+>>> [u.rows for u in StreamDecoder(grid=(3, 1)).feed("<seg>a *1\\n a *1\\n a *1\\n")]
+[1, 2, 3]
 
 Each update re-reads the answer so far with the repair parser (a few tens of
 microseconds for a 16x16 answer), so the grid of an update is always what
@@ -121,9 +123,9 @@ class StreamDecoder:
         body = self._text[self._body:] if end < 0 else self._text[self._body:end]
         out = []
         units = self._count_units(body, end >= 0)
-        if units > self._units:
-            self._units = units
-            out.append(StreamUpdate(units, self._partial(body), False))
+        for k in range(self._units + 1, units + 1):  # one update per row (run, cell) completed
+            out.append(StreamUpdate(k, self._partial(body, k), False))
+        self._units = max(self._units, units)
         if end >= 0:
             out.append(self._finish())
         return out
@@ -141,11 +143,17 @@ class StreamDecoder:
         n = body.count("| ") + (1 if ("\n" in body or closed) and body.strip() else 0)
         return n
 
-    def _partial(self, body: str) -> LabelGrid:
-        if self.format == "rrle":
-            cut = body[: body.rfind("\n") + 1] if "\n" in body else ""
-        else:
-            cut = body[: body.rfind("| ")] + "\n" if "| " in body else body
+    def _partial(self, body: str, k: int) -> LabelGrid:
+        """The grid of the first ``k`` units of ``body``."""
+        sep = "\n" if self.format == "rrle" else "| "
+        pos = -1
+        for _ in range(k):
+            nxt = body.find(sep, pos + 1)
+            if nxt < 0:  # the last run / cell, ended by the newline or </seg>
+                pos = len(body)
+                break
+            pos = nxt
+        cut = body[: pos + 1] if self.format == "rrle" else body[:pos].rstrip("\n") + "\n"
         return parse(_OPEN + cut, mode="repair", **self._opts).grid
 
     def _finish(self) -> StreamUpdate:
