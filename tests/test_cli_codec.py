@@ -63,7 +63,7 @@ def test_encode_label_map_with_names_file(capsys, tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ([], "give exactly one of --label (binary mask) or --labels FILE (label map)"),
+        (["--label", "dog", "--labels", "names.txt"], "give one of --label (binary mask) or --labels FILE"),
         (["--label", "a|b"], "label 'a|b' contains '|'"),
         (["--label", "dog", "--grid", "0"], "out of range"),
     ],
@@ -77,9 +77,9 @@ def test_encode_errors(capsys, mask_png, extra, message):
 
 
 def test_encode_rejects_rgb_and_missing_files(capsys, tmp_path):
-    Image.new("RGB", (4, 4)).save(tmp_path / "rgb.png")
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(tmp_path / "rgb.png")  # channels differ
     rc, _, err = _run(capsys, ["encode", str(tmp_path / "rgb.png"), "--label", "x"])
-    assert rc == 1 and "needs one channel" in err and "mode RGB" in err
+    assert rc == 1 and "channels that differ" in err and "mode RGB" in err
     rc, _, err = _run(capsys, ["encode", str(tmp_path / "nope.png"), "--label", "x"])
     assert rc == 1 and "nope.png" in err and "Traceback" not in err
 

@@ -54,7 +54,7 @@ def test_formats_parse_back(tmp_path, coco, fmt):
         assert first["conversations"][0]["from"] == "human"
         assert first["conversations"][0]["value"].startswith("<image>\n")
         assert first["conversations"][1]["from"] == "gpt"
-    elif fmt == "sharegpt":
+    elif fmt in ("sharegpt", "ms-swift"):
         assert first["messages"][0]["content"].startswith("<image>") and first["images"] == [first_image(src)]
     elif fmt == "swift":
         assert first["query"].startswith(f"<img>{first_image(src)}</img>") and "<seg>" in first["response"]
@@ -220,7 +220,7 @@ def test_progress_bar(tmp_path):
     samples = [Sample(f"s{i}", "x.jpg", "cat", ArrayTarget(np.eye(4, dtype=bool))) for i in range(5)]
     err = io.StringIO()
     convert(samples, tmp_path / "o.jsonl", progress=True, stream=err, chunk_size=2)
-    assert "5/5" in err.getvalue() and "100.0%" in err.getvalue()
+    assert "5/5" in err.getvalue() and "100%" in err.getvalue() and "<00:00" in err.getvalue()  # tqdm: ETA
     quiet = io.StringIO()
     convert(samples, tmp_path / "o.jsonl", stream=quiet)  # not a terminal: no bar
     assert quiet.getvalue() == ""
@@ -263,7 +263,7 @@ def test_cli_convert(tmp_path, coco, capsys):
     )
     assert rc == 0
     err = capsys.readouterr().err
-    assert f"wrote {len(read_coco(path))} samples" in err and "skipped 0" in err
+    assert f"wrote {len(read_coco(path))} samples" in err and "skipped no samples" in err
     rec = _lines(out)[0]
     assert rec["image"].startswith("coco/val2014/")
     rc = main(["convert", str(tmp_path / "missing.json"), "--to", "llava", "-o", str(out)])

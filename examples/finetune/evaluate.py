@@ -122,7 +122,7 @@ def run_eval(model, processor, train, val, *, grid, fmt, out_dir, device="cpu", 
     return report
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="a folder written by train.py (final/ or checkpoint-N/)")
     p.add_argument("--val", help="JSONL to score (default: the tiny run's val.jsonl)")
@@ -141,7 +141,11 @@ def main(argv=None) -> int:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--output-dir", default=None, help="default: the checkpoint folder")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     bf16 = args.device.startswith("cuda") if args.bf16 is None else args.bf16

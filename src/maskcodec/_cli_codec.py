@@ -45,18 +45,14 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _load_mask(path: str):
+    """A mask PNG as an array: one channel, or RGB(A) whose colour channels are equal."""
     import numpy as np
-    from PIL import Image
 
-    with Image.open(path) as img:
-        img.load()
-        if img.mode in ("RGB", "RGBA", "LA"):
-            from .cli import CLIError
+    from .text import _coerce_input
 
-            raise CLIError(
-                f"{path}: a mask PNG needs one channel (mode 1, L, P, I or I;16); got mode {img.mode}"
-            )
-        return np.asarray(img)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(2, "No such file or directory", path)
+    return np.asarray(_coerce_input(path))
 
 
 def _read_names(path: str) -> dict[int, str]:

@@ -493,7 +493,8 @@ def convert(
         os.remove(tmp)
     else:
         os.replace(tmp, output)
-    os.remove(state_path)
+    if os.path.exists(state_path):  # (no chunk, no state: an empty source)
+        os.remove(state_path)
     if dataset_info:
         write_dataset_info(output, to)
     summary.seconds = time.perf_counter() - t0
