@@ -305,6 +305,8 @@ def plot(summary: dict, tokenizer: str, out: str, subset: str = "all") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ._plots import label_points, plain_log_x
+
     fig, ax = plt.subplots(figsize=(9, 5.5))
     series: dict[str, list] = {}
     for name, r in summary.items():
@@ -324,7 +326,10 @@ def plot(summary: dict, tokenizer: str, out: str, subset: str = "all") -> None:
     fx = [summary[n]["subsets"][subset]["tokens"][tokenizer]["mean"] for n in front]
     fy = [summary[n]["subsets"][subset]["ciou"] for n in front]
     ax.plot(fx, fy, linestyle=(0, (1, 1)), color="black", linewidth=1.5, label="Pareto front")
-    ax.set_xscale("log")
+    # The points of the front carry their configuration: grid (or vertices) and method.
+    label_points(ax, [(x, y, n.split(" ", 1)[1] if " " in n else n) for x, y, n in zip(fx, fy, front)],
+                 fontsize=7)
+    plain_log_x(ax)
     ax.set_xlabel(f"mean tokens per answer ({tokenizer})")
     ax.set_ylabel(f"oracle cIoU ({subset} masks)")
     ax.grid(True, alpha=0.3)

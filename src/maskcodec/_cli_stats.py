@@ -272,7 +272,8 @@ def _print_budget(args, grids, formats, methods, tokens, points) -> None:
 
 def _plot(points, out: str, how: str) -> None:
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
+
+    from ._plots import label_points, plain_log_x
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series: dict[tuple[str, str], list] = defaultdict(list)
@@ -284,10 +285,8 @@ def _plot(points, out: str, how: str) -> None:
         (line,) = ax.plot(xs, [p[1] for p in pts], marker="o", label=f"{f}, {m}: mean IoU")
         ax.plot(xs, [p[2] for p in pts], marker="x", linestyle="--", color=line.get_color(),
                 label=f"{f}, {m}: cIoU")
-        for x, y, _, g in pts:
-            ax.annotate(f"{g[0]}x{g[1]}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+        label_points(ax, [(x, y, f"{g[0]}x{g[1]}") for x, y, _, g in pts])
+    plain_log_x(ax)
     ax.set_title("tokens vs oracle IoU, one point per grid", fontsize=10)
     ax.set_xlabel("mean tokens per answer" + ("" if "counted" in how else " (estimated)"))
     ax.set_ylabel("oracle IoU (quantize, render back)")
