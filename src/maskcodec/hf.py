@@ -1,8 +1,10 @@
 """Constrained decoding for Hugging Face ``transformers``: answers that always parse.
 
-:class:`SegLogitsProcessor` is a ``transformers.LogitsProcessor``.  The model
-writes freely until it writes ``<seg>`` (or is made to, with ``force_seg``);
-from there on only tokens that keep the text a prefix of a well-formed answer
+:class:`SegLogitsProcessor` is a ``transformers.LogitsProcessor``.  Before
+``<seg>`` the model writes one of the answer sentences that ``maskcodec
+convert`` trains (the default ``prefix="templates"``), any text
+(``prefix="any"``) or nothing (``prefix="none"``, or ``force_seg=True``);
+from ``<seg>`` on only tokens that keep the text a prefix of a well-formed answer
 (exactly ``rows x cols`` cells, allowed labels, ``</seg>``) keep a finite
 score, and after ``</seg>`` only end-of-sequence does.  Given
 ``max_new_tokens``, it also plans the end: once the shortest way to finish
@@ -953,8 +955,7 @@ def _make_processor_class():
         canonical : bool
             Adjacent runs must differ (fixed labels only).
         force_seg : bool
-            Start the answer at once instead of waiting for the model to write
-            ``<seg>``.
+            Start the answer at once with ``<seg>`` (the same as ``prefix="none"``).
         max_new_tokens : int, optional
             The generation budget (pass the same to ``generate``).  When given,
             the processor finishes the answer in time, and a grid that cannot fit
@@ -977,8 +978,9 @@ def _make_processor_class():
         The processor pickles (for ``multiprocessing``, Ray, vLLM-style
         workers): its caches are dropped and rebuilt on the other side.
 
-        Before ``<seg>`` every token is allowed except end-of-sequence (and tokens
-        that would complete ``<seg>`` and go on with something invalid).  Each
+        With ``prefix="any"``, before ``<seg>`` every token is allowed except
+        end-of-sequence (and tokens that would complete ``<seg>`` and go on with
+        something invalid); with the templates, the tokens that continue one.  Each
         batch row has its own state, looked up by its generated tokens, so
         sampling, batches and beam search all work.  The text to parse is
         ``tokenizer.decode(generated_ids, skip_special_tokens=True)``.
