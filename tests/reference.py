@@ -226,6 +226,18 @@ def cell_bounds(n_out: int, n_in: int, align: str) -> list[int]:
     return [next((y for y in range(n_out) if src[y] >= c), n_out) for c in range(n_in + 1)]
 
 
+def sampled_classes(mask, yi, xi) -> list:
+    """The distinct non-zero values among the sampled cells ``mask[yi[r], xi[c]]``, in row-major
+    order of first appearance (a str label is refused when there are two or more)."""
+    seen = []
+    for r in yi:
+        for c in xi:
+            v = mask[r, c]
+            if v != 0 and v not in seen:
+                seen.append(v)
+    return seen
+
+
 # --------------------------------------------------------------------------- the table
 
 #: Each public function or kernel, the reference it must equal, and the test that checks it.
@@ -250,6 +262,10 @@ REFERENCES = {
     "_kernels.parse_rrle (_parser._fast_rrle)": (
         "the hand-written strict parser",
         "test_parser.py::test_fast_rrle_agrees_with_strict_parser",
+    ),
+    "_kernels.sampled_classes (a str label on a label map)": (
+        "sampled_classes",
+        "test_handoff.py::test_sampled_classes_kernel_matches_reference",
     ),
     "render / LabelGrid.render": ("upsample", "test_grid.py::test_render_matches_reference"),
     "_kernels.render / copy_row": ("upsample", "test_grid.py::test_render_matches_reference"),

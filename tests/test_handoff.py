@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shlex
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from datasets_fixtures import build_coco, build_refer
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 import maskcodec as mc
@@ -182,7 +183,7 @@ def test_summary_counts_read_clearly(tmp_path):
 
 def _bash_commands(md: Path) -> list[str]:
     out = []
-    for block in re.findall(r"```bash\n(.*?)```", md.read_text(encoding="utf-8"), flags=re.S):
+    for block in re.findall(r"```bash\n(.*?)```", md.read_text(encoding="utf-8"), flags=re.DOTALL):
         for cmd in block.replace("\\\n", " ").splitlines():
             cmd = cmd.split("  #")[0].strip()
             if cmd:
@@ -245,11 +246,10 @@ def test_every_finetune_readme_command_runs(tmp_path, coco, finetune_modules, ca
 
 
 def test_pycocotools_style_area_tobbox_and_stacks(coco):
+    from conftest import coco_annotations
     from pycocotools import mask as cocomask
 
     from maskcodec import adapters
-
-    from conftest import coco_annotations
 
     rles = []
     for a in coco_annotations()[:150]:
@@ -355,6 +355,22 @@ def test_one_label_keyword_and_label_maps_refused_a_single_name():
     assert "sky" in mc.encode_mask(label_map, {1: "sky", 2: "sun"}, grid=8)
     assert mc.encode_mask(m * 255, "x", grid=4) == mc.encode_mask(m, "x", grid=4)  # 0/255 is binary
     assert mc.encode_mask(m * 7, "x", grid=4) == mc.encode_mask(m, "x", grid=4)
+
+
+@given(st.integers(1, 12), st.integers(1, 12), st.integers(1, 6), st.integers(1, 6), st.data())
+def test_sampled_classes_kernel_matches_reference(h, w, rows, cols, data):
+    import reference as ref
+
+    from maskcodec import _kernels
+    from maskcodec.quantize import nearest_index
+
+    values = data.draw(st.lists(st.sampled_from([0, 0, 1, 2, 255]), min_size=h * w, max_size=h * w))
+    m = np.array(values, dtype=np.uint8).reshape(h, w)
+    yi, xi = nearest_index(h, rows), nearest_index(w, cols)
+    out = np.zeros(2, np.uint8)
+    n = _kernels.sampled_classes(m, yi, xi, out)
+    want = ref.sampled_classes(m, yi, xi)
+    assert n == min(len(want), 2) and out[:n].tolist() == want[:2]
 
 
 def test_parse_warns_about_the_coming_default_mode():

@@ -36,7 +36,7 @@ DATA = Path(mistral_common.__file__).parent / "data"
 def recipes() -> dict[str, str]:
     """``{name: code}`` of the ``# recipe: NAME`` python blocks of docs/serving.md."""
     out = {}
-    for block in re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S):
+    for block in re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL):
         first = block.split("\n", 1)[0]
         if first.startswith("# recipe: "):
             out[first[len("# recipe: "):].strip()] = block

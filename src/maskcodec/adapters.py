@@ -100,7 +100,7 @@ def _one_bbox(rle, name) -> np.ndarray:
     return np.array([xs, ys, xe - xs + 1, ye - ys + 1], dtype=np.float64)
 
 
-def toBbox(rles, /) -> np.ndarray:  # noqa: N802 - pycocotools' name, kept so that code can switch
+def toBbox(rles, /) -> np.ndarray:
     """``pycocotools.mask.toBbox``: ``[x, y, width, height]`` of one RLE, or ``(N, 4)`` for a list."""
     if isinstance(rles, Mapping):
         return _one_bbox(rles, "rle")
