@@ -238,6 +238,25 @@ def sampled_classes(mask, yi, xi) -> list:
     return seen
 
 
+def torch_upsample(ids, height: int, width: int, via=None) -> np.ndarray:
+    """What the Text4Seg scripts do: ``F.interpolate(grid.double(), size, mode="nearest")`` on CPU,
+    through ``via`` first when given (the open-vocabulary script's 336x336).  Needs torch."""
+    import torch
+
+    x = torch.from_numpy(np.array(ids, dtype=np.float64))[None, None]
+    for size in ([] if via is None else [tuple(via)]) + [(height, width)]:
+        x = torch.nn.functional.interpolate(x, size=size, mode="nearest")
+    return x[0, 0].numpy().astype(np.asarray(ids).dtype)
+
+
+def text4seg_eval_scripts():
+    """The arithmetic of eval_refer_seg.py, eval_refer_comprehen.py and eval_semantic_seg.py
+    (``tests/text4seg_scripts.py``, torch and numpy as the scripts use them).  Needs torch."""
+    import text4seg_scripts
+
+    return text4seg_scripts
+
+
 # --------------------------------------------------------------------------- the table
 
 #: Each public function or kernel, the reference it must equal, and the test that checks it.
@@ -268,6 +287,15 @@ REFERENCES = {
         "test_handoff.py::test_sampled_classes_kernel_matches_reference",
     ),
     "render / LabelGrid.render": ("upsample", "test_grid.py::test_render_matches_reference"),
+    "render(align='torch', via=)": ("torch_upsample", "test_torch_render.py::test_render_torch_matches_torch_on_random_grids"),
+    "parse(mode='text4seg', class_table=)": (
+        "text4seg_decode",
+        "test_parser.py::test_text4seg_class_table_matches_the_semantic_script",
+    ),
+    "IoUAccumulator / RECAccuracy / MeanIoU (policy='text4seg')": (
+        "text4seg_eval_scripts",
+        "test_metrics_text4seg.py::test_ciou_giou_match_eval_refer_seg_to_the_bit",
+    ),
     "_kernels.render / copy_row": ("upsample", "test_grid.py::test_render_matches_reference"),
     "_kernels.bounds": ("cell_bounds", "test_batch.py::test_bounds_match_reference"),
     "_kernels.decode_rrle / decode_rrle_batch (decode_mask, decode_masks)": (

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import maskcodec as mc
+import reference as ref
 from maskcodec.grid import _src_index, torch_nearest_index
 
 torch = pytest.importorskip("torch")
@@ -58,10 +59,12 @@ def test_render_torch_matches_torch_on_random_grids():
     for rows, cols in ((16, 16), (24, 24), (32, 32), (5, 9), (1, 64)):
         ids = rng.integers(0, 3, size=(rows, cols)).astype(np.uint8)
         for h, w in shapes:
-            t = F.interpolate(torch.from_numpy(ids).double()[None, None], size=(h, w), mode="nearest")[0, 0]
-            np.testing.assert_array_equal(mc.render(ids, (h, w), align="torch"), t.numpy().astype(np.uint8))
+            t = ref.torch_upsample(ids, h, w)
+            np.testing.assert_array_equal(mc.render(ids, (h, w), align="torch"), t)
             grid = mc.LabelGrid(ids.copy(), ("others", "a", "b"))
-            np.testing.assert_array_equal(grid.mask((h, w), align="torch"), t.numpy() != 0)
+            np.testing.assert_array_equal(grid.mask((h, w), align="torch"), t != 0)
+            np.testing.assert_array_equal(mc.render(ids, (h, w), align="torch", via=(336, 336)),
+                                          ref.torch_upsample(ids, h, w, via=(336, 336)))
 
 
 def test_two_step_upsampling_matches_the_open_vocabulary_script():
