@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 
@@ -52,6 +53,13 @@ def test_ciou_giou_match_eval_refer_seg_to_the_bit(seed):
             (a if k < len(images) // 2 else b).add(pred, gt, image=k)
     merged = IoUAccumulator.from_state(a.state()).merge(pickle.loads(pickle.dumps(b)))
     assert (merged.ciou, merged.giou) == (acc.ciou, acc.giou)
+    # Image keys of any JSON-able shape survive a JSON round trip of the state.
+    keyed = IoUAccumulator(policy="text4seg")
+    for k, samples in enumerate(images):
+        for pred, gt in samples:
+            keyed.add(pred, gt, image=("coco", k))
+    back = IoUAccumulator.from_state(json.loads(json.dumps(keyed.state())))
+    assert (back.ciou, back.giou) == (acc.ciou, acc.giou) == (keyed.ciou, keyed.giou)
     # The exact policy differs from the script only by rounding here.
     exact = IoUAccumulator()
     for samples in images:

@@ -152,6 +152,11 @@ def _t4s_refer(pairs, groups) -> tuple[float, float]:
     return float(ciou), float(_F32(sum_acc / _F32(count)))
 
 
+def _hashable(key):
+    """An image key back from JSON: lists (tuples once) become tuples again."""
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
 def _convention(convention: str) -> str:
     if convention not in _CONVENTIONS:
         raise InputError(f"unknown box convention {convention!r}; choose one of {', '.join(_CONVENTIONS)}")
@@ -394,7 +399,7 @@ class IoUAccumulator:
     def from_state(cls, state: dict) -> IoUAccumulator:
         out = cls(no_target=state["no_target"], policy=state.get("policy", "exact"))
         out._pairs = [(int(i), int(u)) for i, u in state.get("pairs", [])]
-        out._groups = [(g[0], g[1]) for g in state.get("groups", [])]
+        out._groups = [(g[0], _hashable(g[1])) for g in state.get("groups", [])]
         out.intersection = int(state["intersection"])
         out.union = int(state["union"])
         out._ious = [float(v) for v in state["ious"]]
