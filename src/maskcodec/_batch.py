@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from ._errors import InputError, MaskcodecError
-from ._labels import _problem, check_label
+from ._labels import check_label
 from .grid import as_size
 from .quantize import MAX_GRID_SIDE, Method, as_grid, as_mask, nearest_index
 from .text import Format, _bound, _check_distinct, _label_table, encode_mask, format_code
@@ -292,7 +292,7 @@ def decode_masks(
     >>> [m.shape for m in decode_masks(texts, size=[(2, 2), (1, 1), (4, 2)])]
     [(2, 2), (1, 1), (4, 2)]
     """
-    from ._parser import _NO_FOLD, SEG_CLOSE, SEG_OPEN, _bg_bytes, _bg_fold, decode_mask
+    from ._parser import SEG_CLOSE, SEG_OPEN, _fast_background, decode_mask
 
     threads = _threads(threads)
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
@@ -322,7 +322,7 @@ def decode_masks(
     options = dict(grid=grid, mode=mode, format=format, envelope=envelope, background=background,
                    labels=labels, unknown=unknown, align=align, via=via, class_table=class_table)
     codes = np.ones(n, dtype=np.int64)
-    fold = _NO_FOLD if mode == "strict" else _bg_fold(background) if type(background) is str else None
+    fast = _fast_background(background, mode == "repair") if type(background) is str else None
     if (
         n
         and (mode == "repair" or mode == "strict")
@@ -331,8 +331,7 @@ def decode_masks(
         and labels is None
         and via is None
         and class_table is None
-        and fold is not None
-        and _problem(background) is None
+        and fast is not None
         and (align == "corner" or align == "center")
     ):
         rows, cols = (-1, -1) if grid is None else as_grid(grid)
@@ -357,7 +356,7 @@ def decode_masks(
         sp = np.array(stops, dtype=np.int64)
         hs = np.array([s[0] for s in sizes], dtype=np.int64)
         ws = np.array([s[1] for s in sizes], dtype=np.int64)
-        bg = _bg_bytes(background)
+        bg, fold = fast
         out = flat.view(np.uint8)
         K = _k()
 

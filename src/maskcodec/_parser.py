@@ -391,6 +391,17 @@ def _bg_fold(background: str) -> np.ndarray | None:
     return np.frombuffer(background.lower().encode("ascii"), dtype=np.uint8)
 
 
+@functools.lru_cache(maxsize=64)
+def _fast_background(background: str, repair: bool):
+    """``(bytes, fold bytes)`` of the background for the decode kernels, or None when they cannot
+    take it (an unsafe background, or a non-ASCII one in repair mode, whose folding only the
+    Python parser knows)."""
+    if _problem(background) is not None:
+        return None
+    fold = _bg_fold(background) if repair else _NO_FOLD
+    return None if fold is None else (_bg_bytes(background), fold)
+
+
 _MAX_FAST_CELLS: Final = MAX_GRID_SIDE * MAX_GRID_SIDE
 
 
@@ -1108,8 +1119,8 @@ def decode_mask(
         i = text.find(SEG_OPEN)
         if i >= 0:
             j = text.find(SEG_CLOSE, i + len(SEG_OPEN))
-            fold = _NO_FOLD if mode == "strict" else _bg_fold(background)
-            if j >= 0 and fold is not None and _problem(background) is None:
+            fast = _fast_background(background, mode == "repair") if j >= 0 else None
+            if fast is not None:
                 h, w = as_size(size)
                 rows, cols = _grid_or_none(grid)
                 raw = text[i + len(SEG_OPEN) : j].encode("utf-8", "surrogatepass")  # a surrogate: code 2
@@ -1117,7 +1128,7 @@ def decode_mask(
                 from . import _kernels
 
                 if not _kernels.decode_rrle(
-                    np.frombuffer(raw, dtype=np.uint8), 0, len(raw), _bg_bytes(background), fold,
+                    np.frombuffer(raw, dtype=np.uint8), 0, len(raw), fast[0], fast[1],
                     -1 if rows is None else rows, -1 if cols is None else cols, MAX_GRID_SIDE,
                     align == "center", out.view(np.uint8),
                 ):
