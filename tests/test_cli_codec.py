@@ -195,3 +195,51 @@ def test_python_dash_m(tmp_path):
         [sys.executable, "-m", "maskcodec", "validate", "-"], input=TEXT_4x4, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and proc.stdout.startswith("valid: 4x4 grid")
+
+
+def _in_own_process(args, env_jit=None):
+    """Run the command line as a process of its own; (stdout, whether numba got imported)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from maskcodec.cli import main; sys.argv = ['maskcodec', *sys.argv[1:]]; rc = main(); "
+        "sys.stderr.write('NUMBA=%s' % ('numba' in sys.modules)); sys.exit(rc)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MASKCODEC_JIT"}
+    if env_jit is not None:
+        env["MASKCODEC_JIT"] = env_jit
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=True)
+    return proc.stdout, proc.stderr.endswith("NUMBA=True")
+
+
+@pytest.mark.slow_without_jit
+def test_small_commands_skip_numba_in_their_own_process(tmp_path, mask_png):
+    path, _ = mask_png
+    out, numba = _in_own_process(["encode", str(path), "--grid", "4", "--label", "dog"])
+    assert out == TEXT_4x4 + "\n" and not numba
+    out, numba = _in_own_process(["encode", str(path), "--grid", "4", "--label", "dog"], env_jit="1")
+    assert out == TEXT_4x4 + "\n" and numba
+    out, numba = _in_own_process(["encode", str(path), "--grid", "4", "--label", "dog", "--method", "area"])
+    assert out == mc.encode_mask(np.asarray(Image.open(path)), "dog", grid=4, method="area") + "\n" and numba
+    png = tmp_path / "back.png"
+    _, numba = _in_own_process(["decode", TEXT_4x4, "--size", "40x40", "-o", str(png)])
+    assert not numba and (np.asarray(Image.open(png)) == mc.decode_mask(TEXT_4x4, size=(40, 40)) * 255).all()
+    out, numba = _in_own_process(["validate", TEXT_4x4])
+    assert out.startswith("valid: 4x4") and not numba
+
+
+def test_in_process_calls_keep_the_jit(capsys, mask_png):
+    path, _ = mask_png
+    assert _cli_codec.WHOLE_PROCESS is False
+    assert _run(capsys, ["encode", str(path), "--grid", "4", "--label", "dog"])[1] == TEXT_4x4 + "\n"
+    import os
+
+    assert os.environ.get("MASKCODEC_JIT") != "0"
+
+
+def test_warmup_compiles_or_says_why_not(capsys):
+    rc, out, err = _run(capsys, ["warmup"])
+    assert rc == 0 and err == ""
+    assert out.startswith("warmup: numba loaded in") or "nothing to compile" in out

@@ -9,6 +9,22 @@ import sys
 #: The foreground label ``maskcodec encode`` writes for a binary mask when no --label is given.
 DEFAULT_LABEL = "object"
 
+# One mask of at most this many grid cells, or an answer of at most this many characters, runs the
+# kernels as plain Python (MASKCODEC_JIT=0): about a millisecond there, against about 0.5 s for
+# importing numba and loading its cached kernels (2 s or more to compile them on an empty cache).
+_PLAIN_CELLS = 64 * 64
+_PLAIN_CHARS = 100_000
+
+
+#: Set by ``cli.main`` when it runs as the whole process (not called from Python code).
+WHOLE_PROCESS = False
+
+
+def _plain_kernels(small: bool) -> None:
+    """Run this process's kernels as plain Python when the work is small and numba is not loaded."""
+    if small and WHOLE_PROCESS and "maskcodec._kernels" not in sys.modules:
+        os.environ.setdefault("MASKCODEC_JIT", "0")  # an explicit MASKCODEC_JIT=1 wins
+
 
 def _read_text(arg: str) -> str:
     """TEXT|-: the text itself, ``-`` for stdin, or ``@FILE`` for a file.
@@ -90,6 +106,9 @@ def cmd_encode(args) -> int:
     if args.label is not None and args.labels is not None:
         raise CLIError("give one of --label (binary mask) or --labels FILE (label map), not both")
     labels = _read_names(args.labels) if args.labels is not None else args.label or DEFAULT_LABEL
+    grid = 16 if args.grid is None else _grid(args.grid)
+    rows, cols = (grid, grid) if isinstance(grid, int) else grid
+    _plain_kernels(args.method == "nearest" and not args.nonempty and rows * cols <= _PLAIN_CELLS)
     try:
         text = _encode(encode_mask, mask, labels, args)
     except InputError as exc:
@@ -126,6 +145,7 @@ def cmd_decode(args) -> int:
     if args.class_table is not None:
         with open(args.class_table, encoding="utf-8") as fh:  # as the scripts read it: line.strip()
             table = [line.strip() for line in fh]
+    _plain_kernels(len(text) <= _PLAIN_CHARS)
     result = parse(text, grid=_grid(args.grid), mode=args.mode, format=args.format,
                    envelope=not args.no_envelope, background=args.background, class_table=table)
     for rep in result.repairs:
@@ -192,6 +212,7 @@ def cmd_validate(args) -> int:
     from . import ParseError, parse
 
     text = _read_text(args.text)
+    _plain_kernels(len(text) <= _PLAIN_CHARS)
     if args.text.startswith("@") and (args.records or args.text.endswith((".jsonl", ".json"))):
         return _validate_records(args.text[1:], text, args)
     try:
@@ -253,6 +274,53 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_warmup(args) -> int:
+    """Compile every kernel the common entry points use into numba's on-disk cache."""
+    import time
+
+    import numpy as np
+
+    from . import coco, decode_mask, decode_masks, encode_mask, encode_masks, parse, quantize, render
+
+    t0 = time.perf_counter()
+    from . import _kernels
+
+    if _kernels.JIT_DISABLED:
+        print("warmup: the kernels run as plain Python here (MASKCODEC_JIT=0 or NUMBA_DISABLE_JIT=1); "
+              "nothing to compile")
+        return 0
+    t_import = time.perf_counter() - t0
+    m = np.zeros((24, 20), dtype=np.uint8)
+    m[3:15, 4:12] = 1
+    # the layouts masks arrive in: C-ordered bool and uint8, Fortran-ordered uint8 (pycocotools)
+    for mask in (m.astype(bool), m, np.asfortranarray(m)):
+        text = encode_mask(mask, "dog", grid=4)
+        for method in ("area", "coverage"):
+            encode_mask(mask, "dog", grid=4, method=method)
+        encode_mask(mask, "dog", grid=4, nonempty=True)
+        encode_mask(mask * 2, {2: "cat"}, grid=4)
+        encode_masks([mask], "dog", grid=4)
+        encode_masks(mask[None], "dog", grid=4)
+        quantize(mask, grid=4, method="area")
+    for fmt in ("irle", "full"):
+        parse(encode_mask(m, "dog", grid=4, format=fmt), format=fmt, grid=4)
+    for mode in ("strict", "repair"):
+        decode_mask(text, size=(7, 9), mode=mode)
+        parse(text, mode=mode)
+        decode_masks([text], size=(7, 9), mode=mode)
+        decode_masks([text], size=[(7, 9)], mode=mode)
+    for dtype in (np.uint8, np.int64, bool):
+        render(m.astype(dtype), (30, 31))
+    rle = coco.mask_to_rle(m)
+    coco.rle_to_mask(rle)
+    coco.rle_to_grid(rle, grid=4, method="area")
+    coco.text_to_rle(text, size=(24, 20))
+    print(f"warmup: numba loaded in {t_import:.2f} s, kernels compiled or loaded in "
+          f"{time.perf_counter() - t0 - t_import:.2f} s; cached next to maskcodec/_kernels.py "
+          "(or in NUMBA_CACHE_DIR)")
+    return 0
+
+
 def _common_text_options(p):
     p.add_argument("--format", choices=("rrle", "irle", "full"), default="rrle")
     p.add_argument("--no-envelope", action="store_true", help="the text has no <seg>...</seg>")
@@ -303,3 +371,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label", default=None, help="foreground label (default: the COCO category name)")
     p.add_argument("--method", choices=("nearest", "area", "coverage"), default="nearest")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("warmup", help="compile the numba kernels into the on-disk cache (run once after installing)")
+    p.set_defaults(func=cmd_warmup)

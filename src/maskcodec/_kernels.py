@@ -4,7 +4,11 @@ Kernels only loop: they take arrays that the public wrappers have already
 checked, coerced and allocated, write into them, and return plain integers.
 They never raise and never touch Python objects.  Importing this module
 imports numba (about 0.3 s), so the rest of the package imports it lazily,
-inside the functions that need it; ``import maskcodec`` stays cheap.
+inside the functions that need it; ``import maskcodec`` stays cheap.  The
+first kernel call of a process then costs numba's start-up (its CPU target,
+which imports scipy when it is installed) and loading the cached machine
+code: about 0.3 s with a warm cache; ``maskcodec warmup`` fills the cache
+once after installing, and ``MASKCODEC_JIT=0`` (see ``PLAIN``) skips numba.
 
 Numba's on-disk cache keys each kernel on this file only, which is one reason
 all kernels live here (a change elsewhere would not invalidate them).
@@ -15,16 +19,32 @@ test suite runs once that way so coverage sees inside the kernels.
 
 from __future__ import annotations
 
-import numba
+import os
+
 import numpy as np
-from numba.core import cgutils, types
-from numba.extending import intrinsic as _intrinsic
-from numba.extending import overload as _overload
 
-_jit = numba.njit(cache=True, nogil=True)
+#: MASKCODEC_JIT=0: the kernels are this very code run as plain Python, and numba is not even
+#: imported.  The command line sets it for one small mask, where loading numba and its cached
+#: kernels (about 0.5 s) costs far more than running them as Python (about a millisecond); the
+#: NUMBA_DISABLE_JIT=1 test run covers the same code.
+PLAIN = os.environ.get("MASKCODEC_JIT", "1") == "0"
 
-#: True when NUMBA_DISABLE_JIT=1 runs the kernels as plain Python.
-JIT_DISABLED = bool(numba.config.DISABLE_JIT)
+if PLAIN:
+
+    def _jit(fn):
+        return fn
+
+    JIT_DISABLED = True
+else:
+    import numba
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic as _intrinsic
+    from numba.extending import overload as _overload
+
+    _jit = numba.njit(cache=True, nogil=True)
+
+    #: True when the kernels run as plain Python (NUMBA_DISABLE_JIT=1 or MASKCODEC_JIT=0).
+    JIT_DISABLED = bool(numba.config.DISABLE_JIT)
 
 
 # --------------------------------------------------------------------------- quantize
@@ -182,29 +202,30 @@ def copy_row(dst, src):
     dst[:] = src
 
 
-@_intrinsic
-def _memcpy(typingctx, dst, src):
-    sig = types.intp(dst, src)
+if not PLAIN:
 
-    def codegen(context, builder, signature, args):
-        darr = context.make_array(signature.args[0])(context, builder, args[0])
-        sarr = context.make_array(signature.args[1])(context, builder, args[1])
-        itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[1].dtype))
-        cgutils.raw_memcpy(builder, darr.data, sarr.data, sarr.nitems, itemsize)
-        return context.get_constant(types.intp, 0)
+    @_intrinsic
+    def _memcpy(typingctx, dst, src):
+        sig = types.intp(dst, src)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            darr = context.make_array(signature.args[0])(context, builder, args[0])
+            sarr = context.make_array(signature.args[1])(context, builder, args[1])
+            itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[1].dtype))
+            cgutils.raw_memcpy(builder, darr.data, sarr.data, sarr.nitems, itemsize)
+            return context.get_constant(types.intp, 0)
 
+        return sig, codegen
 
-@_overload(copy_row, jit_options={"cache": True, "nogil": True})
-def _copy_row_impl(dst, src):
-    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype):
-        return None
+    @_overload(copy_row, jit_options={"cache": True, "nogil": True})
+    def _copy_row_impl(dst, src):
+        if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype):
+            return None
 
-    def impl(dst, src):
-        _memcpy(dst, src)
+        def impl(dst, src):
+            _memcpy(dst, src)
 
-    return impl
+        return impl
 
 
 @_jit
@@ -225,6 +246,16 @@ def bounds(n_out, n_in, center, b):
             v = (c * n_out + n_in - 1) // n_in
         b[c] = v if v < n_out else n_out
     return 0
+
+
+@_jit
+def _run_end(ids, r, c):
+    """The end of the run of equal cells that starts at ``ids[r, c]``."""
+    v = ids[r, c]
+    e = c + 1
+    while e < ids.shape[1] and ids[r, e] == v:
+        e += 1
+    return e
 
 
 @_jit
@@ -262,9 +293,7 @@ def render(ids, yb, xb, out):
             c = 0
             while c < cols:
                 v = ids[r, c]
-                e = c + 1
-                while e < cols and ids[r, e] == v:
-                    e += 1
+                e = _run_end(ids, r, c)
                 tmpl[xb[c] : xb[e]] = v
                 c = e
         for y in range(y0 + 1, y1):
@@ -339,9 +368,7 @@ def write_text(ids, lab, off, fmt, envelope, out):
             c = 0
             while c < cols:
                 v = ids[r, c]
-                e = c + 1
-                while e < cols and ids[r, e] == v:
-                    e += 1
+                e = _run_end(ids, r, c)
                 n = _put_run(out, n, c == 0, lab, off, v, e - c)
                 c = e
     elif fmt == 1:  # irle

@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    if argv is None:  # a process of its own: small commands may skip numba (see _cli_codec)
+        from . import _cli_codec
+
+        _cli_codec.WHOLE_PROCESS = True
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
