@@ -73,6 +73,9 @@ def run(n: int = 1000, threads=(1, 2), repeat: int = 5) -> dict:
     one = mc.decode_masks(texts, size=CANVAS, threads=max(threads))
     assert all(np.array_equal(o, mc.decode_mask(t, size=CANVAS)) for o, t in zip(one, texts))
     flat = np.concatenate([o.ravel() for o in out])
+    reuse = np.zeros_like(one)  # touched once: no page faults when decoded into again
+    assert mc.decode_masks(texts, size=CANVAS, out=reuse) is reuse and np.array_equal(reuse, one)
+    spare = np.zeros_like(one)
 
     us = {}
 
@@ -83,6 +86,7 @@ def run(n: int = 1000, threads=(1, 2), repeat: int = 5) -> dict:
     time_it("copy_stack", lambda: stack.copy())
     time_it("copy_output", lambda: flat.copy())
     time_it("copy_output_stack", lambda: one.copy())
+    time_it("copy_into_touched", lambda: np.copyto(spare, one))
     time_it("encode_mask_loop", lambda: [mc.encode_mask(m, LABEL) for m in masks])
     time_it("decode_mask_loop", lambda: [mc.decode_mask(t, size=s) for t, s in zip(texts, sizes)])
     time_it("parse_loop", lambda: [mc.parse(t, mode="repair", grid=16) for t in texts])
@@ -91,17 +95,21 @@ def run(n: int = 1000, threads=(1, 2), repeat: int = 5) -> dict:
         time_it(f"encode_masks_stack_t{k}", lambda: mc.encode_masks(stack, LABEL, threads=k))
         time_it(f"decode_masks_list_t{k}", lambda: mc.decode_masks(texts, size=sizes, threads=k))
         time_it(f"decode_masks_stack_t{k}", lambda: mc.decode_masks(texts, size=CANVAS, threads=k))
+        time_it(f"decode_masks_out_t{k}", lambda: mc.decode_masks(texts, size=CANVAS, threads=k, out=reuse))
     lo, hi = min(threads), max(threads)
     ratios = {
         "encode_masks (list) / copy of the masks": us[f"encode_masks_list_t{lo}"] / us["copy_masks"],
         "encode_masks (stack) / copy of the stack": us[f"encode_masks_stack_t{lo}"] / us["copy_stack"],
         "decode_masks (sizes) / copy of the output": us[f"decode_masks_list_t{lo}"] / us["copy_output"],
         "decode_masks (one size) / copy of the output": us[f"decode_masks_stack_t{lo}"] / us["copy_output_stack"],
+        "decode_masks (out=, reused) / copy into a touched buffer":
+            us[f"decode_masks_out_t{lo}"] / us["copy_into_touched"],
         "decode_mask loop / copy of the output": us["decode_mask_loop"] / us["copy_output"],
         "parse loop / copy of the output": us["parse_loop"] / us["copy_output"],
     }
     if hi != lo:
-        for key in ("encode_masks_list", "encode_masks_stack", "decode_masks_list", "decode_masks_stack"):
+        for key in ("encode_masks_list", "encode_masks_stack", "decode_masks_list", "decode_masks_stack",
+                    "decode_masks_out"):
             ratios[f"{key}: threads={hi} speed-up over threads={lo}"] = us[f"{key}_t{lo}"] / us[f"{key}_t{hi}"]
     return {
         "masks": n,

@@ -129,11 +129,11 @@ class Case:
     mask: np.ndarray  # pycocotools.mask.decode(rle): (h, w) uint8, Fortran order
     text: str  # its answer text at GRID x GRID, written by the reference pipeline
     mask_c: np.ndarray  # the same mask, C order
-    out: np.ndarray | None = None  # what decoding gives back: the (h, w) bool mask
+    out: np.ndarray | None = None  # what decoding gives back: an (h, w) C-ordered bool mask
 
     def __post_init__(self) -> None:
         if self.out is None:
-            self.out = self.mask.astype(bool)
+            self.out = np.ascontiguousarray(self.mask, dtype=bool)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -163,6 +163,17 @@ def test_decode_masks_options_and_errors():
     for kw in (dict(align="torch"), dict(via=(5, 3)), dict(align="torch", via=(40, 41), mode="text4seg")):
         want = [mc.decode_mask(t, size=(9, 6), **kw) for t in texts]
         np.testing.assert_array_equal(mc.decode_masks(texts, size=(9, 6), **kw), want)
+    buf = np.ones((2, 9, 6), dtype=bool)
+    got = mc.decode_masks(texts, size=(9, 6), out=buf, threads=2)
+    assert got is buf
+    np.testing.assert_array_equal(buf, [mc.decode_mask(t, size=(9, 6)) for t in texts])
+    for bad in (np.ones((2, 9, 6), dtype=np.uint8), np.ones((3, 9, 6), dtype=bool), np.ones((2, 6, 9), bool).transpose(0, 2, 1)):
+        with pytest.raises(mc.InputError, match="out must be"):
+            mc.decode_masks(texts, size=(9, 6), out=bad)
+    with pytest.raises(TypeError, match="out must be a numpy array"):
+        mc.decode_masks(texts, size=(9, 6), out=[[0]])
+    with pytest.raises(mc.InputError, match="one size"):
+        mc.decode_masks(texts, size=[(9, 6), (9, 6)], out=buf)
     with pytest.raises(TypeError, match="sequence of str"):
         mc.decode_masks("<seg>x *1\n</seg>", size=(1, 1))
     with pytest.raises(TypeError, match=r"texts\[1\] must be a str"):
