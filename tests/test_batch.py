@@ -258,3 +258,12 @@ def test_render_large_and_any_dtype():
         for size in ((700, 333), (3, 1), (1, 900)):
             for align in ("corner", "center"):
                 np.testing.assert_array_equal(mc.render(ids, size, align=align), ref.upsample(ids, *size, align))
+
+
+def test_threads_leave_no_thread_behind():
+    import threading
+
+    before = threading.active_count()
+    texts = mc.encode_masks(np.zeros((8, 5, 5), bool), "dog", threads=3)
+    mc.decode_masks(texts, size=(5, 5), threads=3)
+    assert threading.active_count() == before
