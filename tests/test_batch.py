@@ -267,3 +267,25 @@ def test_threads_leave_no_thread_behind():
     texts = mc.encode_masks(np.zeros((8, 5, 5), bool), "dog", threads=3)
     mc.decode_masks(texts, size=(5, 5), threads=3)
     assert threading.active_count() == before
+
+
+def test_encode_masks_refuse_a_label_map_with_one_label_like_encode_mask(tmp_path):
+    from PIL import Image
+
+    binary = np.zeros((6, 6), np.uint8)
+    binary[1:4, 2:5] = 255
+    label_map = binary.copy()
+    label_map[4:, :3] = 7
+    with pytest.raises(mc.InputError) as want:
+        mc.encode_mask(label_map, "dog", grid=6)
+    for masks in ([binary, label_map], np.stack([binary, label_map])):
+        with pytest.raises(type(want.value)) as got:
+            mc.encode_masks(masks, "dog", grid=6)
+        assert str(got.value) == str(want.value)
+        if hasattr(got.value, "__notes__"):
+            assert got.value.__notes__ == ["(in masks[1])"]
+    # what encode_mask accepts besides arrays, here in a list: a path, an RGB copy of a grey mask
+    path = tmp_path / "m.png"
+    Image.fromarray(binary).save(path)
+    rgb = np.repeat(binary[:, :, None], 3, axis=2)
+    assert mc.encode_masks([path, rgb, binary], "dog", grid=3) == [mc.encode_mask(binary, "dog", grid=3)] * 3

@@ -25,7 +25,16 @@ from ._errors import InputError, MaskcodecError
 from ._labels import check_label
 from .grid import as_size
 from .quantize import MAX_GRID_SIDE, Method, as_grid, as_mask, nearest_index
-from .text import Format, _bound, _check_distinct, _label_table, encode_mask, format_code
+from .text import (
+    Format,
+    _bound,
+    _check_distinct,
+    _coerce_input,
+    _label_table,
+    _single_label_check,
+    encode_mask,
+    format_code,
+)
 
 __all__ = ["decode_masks", "encode_masks"]
 
@@ -186,16 +195,27 @@ def encode_masks(
             ends = np.empty(hi - lo, dtype=np.int64)
             total = K.encode_binary_batch(masks[lo:hi], yi, xi, fg[lo:hi], buf, off, fmt, bool(envelope),
                                           ids, out, ends)
+            if total < 0:  # a label map named by one str label: the one-mask check says why
+                i = lo - 1 - total
+                try:
+                    _single_label_check(masks[i], per[i], yi, xi)
+                except MaskcodecError as exc:
+                    raise _where(exc, f"masks[{i}]")
             return out, ends, total
     else:
-        checked = [as_mask(m, f"masks[{i}]", allow_negative=True) for i, m in enumerate(masks)]
+        checked = [as_mask(_coerce_input(m, f"masks[{i}]"), f"masks[{i}]", allow_negative=True)
+                   for i, m in enumerate(masks)]
 
         def write(lo: int, hi: int):
             ids = np.empty((hi - lo, rows, cols), dtype=np.int32)
             for i in range(lo, hi):
                 m = checked[i]
-                K.sample_binary(m, nearest_index(m.shape[0], rows), nearest_index(m.shape[1], cols),
-                                fg[i], ids, i - lo)
+                yi, xi = nearest_index(m.shape[0], rows), nearest_index(m.shape[1], cols)
+                if K.sample_binary(m, yi, xi, fg[i], ids, i - lo):
+                    try:
+                        _single_label_check(m, per[i], yi, xi)
+                    except MaskcodecError as exc:
+                        raise _where(exc, f"masks[{i}]")
             out = np.empty((hi - lo) * bound, dtype=np.uint8)
             ends = np.empty(hi - lo, dtype=np.int64)
             total = K.write_texts(ids, buf, off, fmt, bool(envelope), out, ends)

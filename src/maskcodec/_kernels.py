@@ -426,20 +426,36 @@ def write_texts(ids, lab, off, fmt, envelope, out, ends):
 
 @_jit
 def sample_binary(mask, yi, xi, v, ids, i):
-    """``ids[i, r, c] = v`` where ``mask[yi[r], xi[c]]`` is non-zero, else 0."""
+    """``ids[i, r, c] = v`` where ``mask[yi[r], xi[c]]`` is non-zero, else 0.
+
+    Returns 1 when the sampled cells hold two different non-zero values (a label map, which a
+    single label must not name; the caller raises), else 0.
+    """
+    first = mask[yi[0], xi[0]]
+    mixed = 0
     for r in range(yi.shape[0]):
         row = yi[r]
         for c in range(xi.shape[0]):
-            ids[i, r, c] = v if mask[row, xi[c]] != 0 else 0
-    return 0
+            x = mask[row, xi[c]]
+            if x != 0:
+                ids[i, r, c] = v
+                if first == 0:
+                    first = x
+                elif x != first:
+                    mixed = 1
+            else:
+                ids[i, r, c] = 0
+    return mixed
 
 
 @_jit
 def encode_binary_batch(masks, yi, xi, fg, lab, off, fmt, envelope, ids, out, ends):
     """Nearest-sample each mask of a stack ``masks`` (n, height, width), mask ``i`` with the
-    foreground label ``fg[i]``, and write all texts as :func:`write_texts` does."""
+    foreground label ``fg[i]``, and write all texts as :func:`write_texts` does.  Returns
+    ``-1 - i`` instead when mask ``i`` is a label map (see :func:`sample_binary`)."""
     for i in range(masks.shape[0]):
-        sample_binary(masks[i], yi, xi, fg[i], ids, i)
+        if sample_binary(masks[i], yi, xi, fg[i], ids, i):
+            return -1 - i
     return write_texts(ids, lab, off, fmt, envelope, out, ends)
 
 
