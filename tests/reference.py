@@ -298,10 +298,6 @@ REFERENCES = {
     ),
     "_kernels.render / copy_row": ("upsample", "test_grid.py::test_render_matches_reference"),
     "_kernels.bounds": ("cell_bounds", "test_batch.py::test_bounds_match_reference"),
-    "_kernels.sampled_classes (encode_mask's label-map check; sample_binary's in encode_masks)": (
-        "pil_nearest",
-        "test_handoff.py::test_one_label_keyword_and_label_maps_refused_a_single_name",
-    ),
     "_kernels.decode_rrle / decode_rrle_batch (decode_mask, decode_masks)": (
         "the hand-written strict parser",
         "test_batch.py::test_decode_masks_equal_decode_mask",
