@@ -344,7 +344,7 @@ def test_cli_png_estimate_and_progress(tmp_path, capsys):
                    "1.0000", "1.0000", "0.0%"]
     assert "(empty grid: 32 tokens; full descriptors: median 128, mean 128.0)" in out
     assert _row(out, "grid 4x4, format rrle")[2:6] == ["24", "24.0", "30.4", "32"]
-    assert "2/2 masks" in err
+    assert "2/2 [" in err
     code, out, err = _run(capsys, ["stats", a, b, "--grid", "8", "4", "--no-envelope", "--budget", "40"])
     assert "  rrle, nearest: 4x4 (32 tokens; oracle cIoU 1.0000, mIoU 1.0000)" in out.splitlines()
     code, out, err = _run(capsys, ["stats", a, b, "--grid", "8", "4", "--no-envelope", "--budget", "20",
