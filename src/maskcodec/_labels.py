@@ -21,11 +21,12 @@ SEG_CLOSE = "</seg>"
 # "*".  Any of them inside a label would make a row ambiguous.
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 _FORBIDDEN = _LINE_BREAKS | frozenset("|*")
-_FORBIDDEN_RE = re.compile(r"[|*\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_FORBIDDEN_RE = re.compile(r"[|*\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\ud800-\udfff]")
 # Everything a safe label may not contain, for the fast check: "|", "*", C0/C1
 # control characters except tab (this covers every line break but two) and the
-# two Unicode line/paragraph separators.
-_UNSAFE_RE = re.compile("[|*\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]|</?seg>")
+# two Unicode line/paragraph separators; and lone surrogates (U+D800..U+DFFF), which a
+# Python str can hold but UTF-8 (hence any tokenizer or file) cannot.
+_UNSAFE_RE = re.compile("[|*\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]|</?seg>")
 
 
 def _char_name(ch: str) -> str:
@@ -56,6 +57,8 @@ def _problem(label: object) -> str | None:
             return f"label {label!r} contains {_char_name(ch)} at index {i}"
         if unicodedata.category(ch) == "Cc" and ch != "\t":
             return f"label {label!r} contains the control character {_char_name(ch)} at index {i}"
+        if "\ud800" <= ch <= "\udfff":
+            return f"label {label!r} contains the lone surrogate {_char_name(ch)} at index {i} (not UTF-8)"
     for tag in (SEG_OPEN, SEG_CLOSE):
         i = label.find(tag)
         if i >= 0:

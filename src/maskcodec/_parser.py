@@ -372,6 +372,18 @@ def _strict(text, start, end, rows, cols, fmt, vocab, background, envelope):
     return pos, LabelGrid._trusted(ids.astype(dtype), tuple(p.labels))
 
 
+@functools.lru_cache(maxsize=8)
+def _background_ids(rows: int, cols: int) -> np.ndarray:
+    """One read-only all-background grid per shape, shared by every empty result.
+
+    ``parse_all`` on 5,000 empty blocks at grid 1024 held a megabyte per block
+    (2.7 GB in all); grids are read-only, so they can share one array.
+    """
+    ids = np.zeros((rows, cols), dtype=np.uint8)
+    ids.setflags(write=False)
+    return ids
+
+
 @functools.lru_cache(maxsize=64)
 def _bg_bytes(background: str) -> np.ndarray:
     arr = np.frombuffer(background.encode("utf-8"), dtype=np.uint8)
@@ -413,7 +425,10 @@ def _fast_rrle(text, start, end, rows, cols, vocab, background):
     """
     from . import _kernels
 
-    raw = text[start:end].encode("utf-8")
+    try:
+        raw = text[start:end].encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the full parser names it
+        return None
     if not raw:
         return None
     buf = np.frombuffer(raw, dtype=np.uint8)
@@ -444,6 +459,48 @@ def _fast_rrle(text, start, end, rows, cols, vocab, background):
 # =========================================================================== repair
 
 
+#: At most this many repairs of one kind are listed per block; one more record of
+#: that kind then says how many were left out.  Without a cap a hostile answer
+#: ("a|" repeated) makes a record per two characters: 170 bytes of memory per byte.
+MAX_REPAIRS_PER_KIND: Final = 100
+
+
+class _RepairLog:
+    """The repairs of one block, with line and column found in O(log n) each."""
+
+    def __init__(self, text: str) -> None:
+        self.src = text
+        self.repairs: list[Repair] = []
+        self._count: dict[str, int] = {}
+        self._first_dropped: dict[str, int] = {}
+        self._newlines: list[int] | None = None
+
+    def position(self, pos: int) -> tuple[int, int]:
+        # Newline offsets are found once, so many repairs in a long text stay linear.
+        if self._newlines is None:
+            self._newlines = [m.start() for m in re.finditer("\n", self.src)]
+        pos = max(0, min(pos, len(self.src)))
+        line = bisect.bisect_left(self._newlines, pos)
+        start = self._newlines[line - 1] + 1 if line else 0
+        return line + 1, pos - start + 1
+
+    def note(self, kind: str, pos: int, message: str) -> None:
+        n = self._count.get(kind, 0) + 1
+        self._count[kind] = n
+        if n > MAX_REPAIRS_PER_KIND:
+            self._first_dropped.setdefault(kind, pos)
+            return
+        self.repairs.append(Repair(kind, *self.position(pos), message))
+
+    def result(self) -> tuple[Repair, ...]:
+        """Every listed repair, then one record per kind that was cut."""
+        out = list(self.repairs)
+        for kind, pos in self._first_dropped.items():
+            more = self._count[kind] - MAX_REPAIRS_PER_KIND
+            out.append(Repair(kind, *self.position(pos), f"{more} more {kind!r} repairs from here on not listed"))
+        return tuple(out)
+
+
 class _Repairer:
     def __init__(self, text, rows, cols, vocab, background, unknown):
         self.src = text
@@ -454,19 +511,11 @@ class _Repairer:
         self.vocab = vocab
         self.fold = {_fold(v): v for v in vocab} if vocab is not None else None
         self.unknown = unknown
-        self.repairs: list[Repair] = []
+        self.log = _RepairLog(text)
+        self.note = self.log.note
         self.index: dict[str, int] = {background: 0}
         self.labels: list[str] = [background]
         self.cache: dict[str, int] = {}
-        self._newlines: list[int] | None = None
-
-    def note(self, kind, pos, message):
-        # Newline offsets are found once, so many repairs in a long text stay linear.
-        if self._newlines is None:
-            self._newlines = [m.start() for m in re.finditer("\n", self.src)]
-        line = bisect.bisect_left(self._newlines, pos)
-        start = self._newlines[line - 1] + 1 if line else 0
-        self.repairs.append(Repair(kind, line + 1, pos - start + 1, message))
 
     def ident(self, raw, pos):
         """Map a raw label to an id, applying the label rules."""
@@ -533,7 +582,7 @@ class _Repairer:
                 if count is None or not label:
                     if truncated and k == len(pieces) - 1 and j == len(scanned) - 1:
                         continue  # the unfinished run of a truncated answer
-                    shown = (label or piece.strip())[:40]
+                    shown = (label or piece[off : off + 80].strip())[:40]
                     self.note("bad_run", rpos, f"unreadable run {shown!r} dropped")
                     continue
                 if j > 0:
@@ -610,8 +659,18 @@ def _newlines(rp, body, base):
 def _repair_rrle(rp, body, base, complete):
     rows_out = []
     raw_rows = []
+    # Rows past the grid (or past MAX_GRID_SIDE when the grid is inferred) are only counted:
+    # reading their runs would cost time for nothing.
+    keep = rp.rows if rp.rows is not None else MAX_GRID_SIDE
+    extra = 0
+    first_extra = 0
     for line, lpos, terminated in _lines(_newlines(rp, body, base), base):
         if not line.strip():
+            continue
+        if len(raw_rows) >= keep and (terminated or complete):
+            if not extra:
+                first_extra = lpos
+            extra += 1
             continue
         if not terminated and not complete:
             rp.note("incomplete_row", lpos, "unfinished last row of a truncated answer dropped")
@@ -637,10 +696,11 @@ def _repair_rrle(rp, body, base, complete):
             rp.note("inferred_grid", base, f"grid inferred as {rp.rows}x{rp.cols}")
     rows, cols = rp.rows, rp.cols
     ids = np.zeros((rows, cols), dtype=np.int64)
+    if len(raw_rows) > rows:
+        extra += len(raw_rows) - rows
+        first_extra = raw_rows[rows][1]
+        del raw_rows[rows:]
     for r, (runs, lpos) in enumerate(raw_rows):
-        if r >= rows:
-            rp.note("extra_rows", lpos, f"{len(raw_rows) - rows} row(s) beyond {rows} dropped")
-            break
         c = 0
         last = 0
         for ident, n, rpos in runs:
@@ -661,6 +721,8 @@ def _repair_rrle(rp, body, base, complete):
             rp.note("short_row", lpos, f"row {r + 1} has {c} of {cols} cells; padded with its last label")
             ids[r, c:] = last
         rows_out.append(r)
+    if extra:
+        rp.note("extra_rows", first_extra, f"{extra} row(s) beyond {rows} dropped")
     if len(raw_rows) < rows:
         rp.note(
             "missing_rows",
@@ -756,13 +818,18 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background, class_table=None):
         return empty, (background,), "no_block"
     body = parts[1].split(SEG_CLOSE)[0]
     # decode_mask: rows on "\n ", runs on "| ", label/count on " *", then "|".join
-    cells: list[str] = []
+    # The reference expands each run to cells, joins them with "|" and splits on "|": the same
+    # as concatenating each cell's own "|"-pieces.  So each run's label is split (and its pieces
+    # stripped and interned) once, and repeated by reference: a 10 MB label over 1024x1024
+    # cells costs 10 MB and a list of a million references, not 10 TB of joined text.
+    seq: list[str] = []
+    canon: dict[str, str] = {}
+    late: dict[str, None] = {}
+    ncells = 0
     bg_seen = False
     if fmt == "full":
-        joined_cells = None
-        seq = body.split("|")
+        seq = [s.strip() for s in body.split("|")]
     else:
-        seq = None
         # image-wise RLE (the reference's decode_mask_s) has no rows: "\n " stays inside a run
         lines = body.strip("\n").split("\n ") if fmt == "rrle" else [body.strip("\n")]
         total = 0  # cells the reference's list would hold: never allocated here
@@ -787,14 +854,19 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background, class_table=None):
                 # Expanding past `want` cells changes nothing but the cut, so stop early.
                 # Each cell may split further on "|" below, never into fewer pieces.
                 if n > 0:
-                    if len(cells) < want:
-                        cells.extend([label] * min(n, want - len(cells)))
+                    if ncells < want:
+                        pieces = [canon.setdefault(p, p) for p in (q.strip() for q in label.split("|"))]
+                        m = min(n, want - ncells)
+                        ncells += m
+                        if len(seq) < want:
+                            # enough whole cells to reach `want` pieces (a cell gives >= 1 piece)
+                            seq.extend(pieces * min(m, -(-(want - len(seq)) // len(pieces))))
+                        else:  # pieces past the cut still name labels, as in the joined text
+                            late.update(dict.fromkeys(pieces))
                     elif not bg_seen:
                         bg_seen = any(p.strip() == background for p in label.split("|"))
-        joined_cells = cells
-    if seq is None:
-        seq = "|".join(joined_cells).split("|")
-    seq = [s.strip() for s in seq]
+        if ncells == 0:
+            seq = [""]  # "|".join of no cells, split: one empty piece
     # translate: a fixed table (semantic script) or ids by first appearance (referring script)
     if class_table is not None:
         # model_semantic_seg.py: {category: idx for idx, category in enumerate(labels)}, .get(item, 0)
@@ -810,7 +882,7 @@ def _text4seg(text, rows, cols, fmt, vocab_list, background, class_table=None):
         ids = [compact[table.get(s, 0)] for s in seq[:want]]
         names = [by_id[i] for i in order]
     else:
-        order = list(dict.fromkeys(seq))
+        order = list({**dict.fromkeys(seq), **late})
         if background in order:
             order.remove(background)
             order.insert(0, background)
@@ -900,9 +972,10 @@ def _parse_block(text, body_start, body_end, block_start, rows, cols, mode, form
     else:
         ids = _repair_flat(rp, body, body_start, complete, format)
     dtype = np.uint8 if len(rp.labels) <= 256 else np.int32
-    grid = LabelGrid._trusted(ids.astype(dtype), tuple(rp.labels))
+    ids = _background_ids(*ids.shape) if dtype == np.uint8 and not ids.any() else ids.astype(dtype)
+    grid = LabelGrid._trusted(ids, tuple(rp.labels))
     end = stop + (len(SEG_CLOSE) if (envelope and complete) else 0)
-    return ParseResult(grid, tuple(rp.repairs), block_start, end, complete)
+    return ParseResult(grid, rp.log.result(), block_start, end, complete)
 
 
 def _grid_or_none(grid):
@@ -1011,7 +1084,7 @@ def parse(
     r, c = (rows, cols) if rows is not None else (DEFAULT_GRID, DEFAULT_GRID)
     line, col = 1, 1
     rep = Repair("no_block", line, col, f"no {SEG_OPEN!r} in the text; the grid is all background")
-    empty = LabelGrid._trusted(np.zeros((r, c), dtype=np.uint8), (background,))
+    empty = LabelGrid._trusted(_background_ids(r, c), (background,))
     return ParseResult(empty, (rep,), 0, 0, False, False)
 
 

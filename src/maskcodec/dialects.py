@@ -264,6 +264,15 @@ def _show(src: str, pos: int, end: int) -> str:
     return repr(src[pos])
 
 
+class _RowError(Exception):
+    """A row that breaks off, in repair mode (a ParseError would find its line: O(n) per row)."""
+
+    def __init__(self, reason: str, pos: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.pos = pos
+
+
 class _Reader:
     """Strict recursive-descent parser of one dialect body: ``rule(pos) -> pos``."""
 
@@ -278,6 +287,8 @@ class _Reader:
         self.lenient = None  # repair mode: a note(kind, pos, message) callback
 
     def error(self, reason, pos, expected=""):
+        if self.lenient is not None:  # repair: caught per row, so no line/column scan of the text
+            return _RowError(reason, pos)
         return ParseError(reason, self.src, pos, expected)
 
     def expect(self, token, pos, what=None):
@@ -597,14 +608,21 @@ def _lenient_header(rd: _Reader, pos: int, end: int, note) -> tuple[int, dict]:
         if not is_bg and (k == pos or k >= stop or src[k] != "="):
             return pos, names
         raw = src[(pos + 2 if is_bg else k + 1) : stop].rstrip("\r")
-        name = safe_label(raw, fallback="")
+        try:
+            name = safe_label(raw)
+        except LabelError:  # nothing is left of "a=" or "a=*"
+            name = ""
         if name != raw:
             note("unsafe_label", pos, f"header label {raw!r} read as {name!r}")
         if not name:
             note("bad_run", pos, "empty header label skipped")
         elif is_bg:
+            # A foreground label of the same name keeps its id (as a rebuilt index would).
+            # Updated in place: rebuilding made 40,000 alternating header lines quadratic.
+            if rd.index.get(rd.labels[0]) == 0:
+                del rd.index[rd.labels[0]]
             rd.labels[0] = name
-            rd.index = {name: 0, **{lab: i for i, lab in enumerate(rd.labels) if i}}
+            rd.index.setdefault(name, 0)
         else:
             names[src[pos:k]] = rd.add_label(name, pos)
         pos = stop + 1
@@ -641,7 +659,7 @@ def parse(
     >>> r.grid.ids.tolist(), r.complete, [x.kind for x in r.repairs]
     ([[0, 1], [0, 0]], False, ['unterminated', 'incomplete_row', 'bad_run'])
     """
-    from ._parser import ParseResult, Repair
+    from ._parser import ParseResult, _background_ids, _RepairLog
 
     if mode not in ("strict", "repair"):
         raise InputError(f"unknown mode {mode!r}; choose one of strict, repair")
@@ -656,20 +674,16 @@ def parse(
     rows, cols = as_grid(grid)
     if not isinstance(background, str) or _problem(background) is not None:
         raise LabelError(f"background label {background!r} is not a safe label")
-    repairs: list = []
-
-    def note(kind, pos, message):
-        pos = max(0, min(pos, len(text)))
-        line = text.count("\n", 0, pos) + 1
-        repairs.append(Repair(kind, line, pos - (text.rfind("\n", 0, pos) + 1) + 1, message))
+    log = _RepairLog(text)
+    note = log.note
 
     complete = found = True
     if envelope:
         block = text.find(SEG_OPEN)
         if block < 0:
             note("no_block", 0, f"no {SEG_OPEN} in the text: the grid is all background")
-            ids = np.zeros((rows, cols), dtype=np.uint8)
-            return ParseResult(LabelGrid._trusted(ids, (background,)), tuple(repairs), 0, 0, False, False)
+            ids = _background_ids(rows, cols)
+            return ParseResult(LabelGrid._trusted(ids, (background,)), log.result(), 0, 0, False, False)
         start = block + len(SEG_OPEN)
         end = text.find(SEG_CLOSE, start)
         if end < 0:
@@ -714,7 +728,7 @@ def parse(
             p, r2 = row(a, r)
             if p != b:
                 raise rd.error(f"unexpected {_show(text, p, b)} after the row", p)
-        except ParseError as err:
+        except _RowError as err:
             r2 = r + 1
             k = text.find(REPEAT, a, b) + len(REPEAT)
             digits = text[k : k + _MAX_DIGITS + 1] if k >= len(REPEAT) else ""
@@ -733,7 +747,7 @@ def parse(
     ids = rd.ids.astype(np.uint8) if len(rd.labels) <= 256 else rd.ids
     stop = end + (len(SEG_CLOSE) if envelope and complete else 0)
     grid_out = LabelGrid._trusted(ids, tuple(rd.labels))
-    return ParseResult(grid_out, tuple(repairs), block, stop, complete, found)
+    return ParseResult(grid_out, log.result(), block, stop, complete, found)
 
 
 def decode_mask(text: str, /, dialect: Dialect = "crle", *, size, grid=16,
