@@ -257,6 +257,47 @@ def text4seg_eval_scripts():
     return text4seg_scripts
 
 
+# --------------------------------------------------------------------------- polygons and boxes
+
+
+def _inside(pts, x, y):
+    """Even-odd ray casting to the right, one point at a time (obviously right, slow)."""
+    inside = False
+    n = len(pts)
+    for i in range(n):
+        (xa, ya), (xb, yb) = sorted([tuple(pts[i]), tuple(pts[(i + 1) % n])], key=lambda p: p[1])
+        if ya <= y < yb:  # interpolated from the lower end, as the rasterizer does
+            xc = xa + (y - ya) * (xb - xa) / (yb - ya)
+            if xc < x:
+                inside = not inside
+    return inside
+
+
+def rasterize_even_odd(rings, h: int, w: int) -> np.ndarray:
+    """A pixel is inside when its centre is inside an odd number of rings."""
+    out = np.zeros((h, w), bool)
+    for r in range(h):
+        for c in range(w):
+            out[r, c] = sum(_inside(ring, c + 0.5, r + 0.5) for ring in rings) % 2 == 1
+    return out
+
+
+def paint_boxes(regions, grids, h: int, w: int) -> np.ndarray:
+    """Each grid (ids already in the merged label space) upsampled onto its pixel region
+    ``(top, left, bottom, right)`` in order, its non-zero cells overwriting what is there."""
+    out = np.zeros((h, w), dtype=np.int64)
+    for (t, l, b, r), ids in zip(regions, grids):
+        ids = np.asarray(ids)
+        if b <= t or r <= l:
+            continue
+        sub = upsample(ids, b - t, r - l)
+        for y in range(b - t):
+            for x in range(r - l):
+                if sub[y, x] != 0:
+                    out[t + y, l + x] = sub[y, x]
+    return out
+
+
 # --------------------------------------------------------------------------- the table
 
 #: Each public function or kernel, the reference it must equal, and the test that checks it.
@@ -306,6 +347,11 @@ REFERENCES = {
         "text4seg_encode",
         "test_batch.py::test_encode_masks_equal_encode_mask",
     ),
+    "_kernels.polygon_fill (polygon.rasterize)": (
+        "rasterize_even_odd",
+        "test_polygon.py::test_rasterize_matches_the_reference",
+    ),
+    "_kernels.paint_boxes (boxes.render_boxes)": ("paint_boxes", "test_boxes.py::test_render_boxes_matches_reference"),
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 from conftest import coco_annotations, coco_masks
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import paint_boxes
 from strategies import arbitrary_text, examples, label_grids, small_masks
 
 import maskcodec as mc
@@ -121,6 +122,31 @@ def test_several_instances_overlap_and_merge_labels():
         B.encode_boxes(a, "a<box>b")
     with pytest.raises(mc.InputError, match="one size"):
         B.encode_boxes([a, a[:10]], "dog")
+
+
+@settings(max_examples=examples(150))
+@given(data=st.data())
+def test_render_boxes_matches_reference(data):
+    h, w = data.draw(st.integers(1, 12)), data.draw(st.integers(1, 12))
+    bins = data.draw(st.integers(1, 15))
+    names = ["others", "dog", "cat", "bird"]
+    insts, regions, grids, merged = [], [], [], ["others"]
+    for _ in range(data.draw(st.integers(0, 5))):
+        x0, x1 = sorted(data.draw(st.integers(0, bins - 1)) for _ in range(2))
+        y0, y1 = sorted(data.draw(st.integers(0, bins - 1)) for _ in range(2))
+        rows, cols = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+        labs = ["others"] + data.draw(st.lists(st.sampled_from(names[1:]), min_size=1, max_size=3, unique=True))
+        ids = np.array(data.draw(st.lists(st.integers(0, len(labs) - 1), min_size=rows * cols,
+                                          max_size=rows * cols))).reshape(rows, cols)
+        insts.append(B.BoxInstance((x0, y0, x1, y1), mc.LabelGrid(ids, labs)))
+        for lab in labs[1:]:
+            if lab not in merged:
+                merged.append(lab)
+        regions.append(B.box_pixels((x0, y0, x1, y1), (h, w), bins=bins))
+        grids.append(np.array([merged.index(labs[i]) if i else 0 for i in ids.ravel()]).reshape(rows, cols))
+    out = B.render_boxes(insts, (h, w), bins=bins)
+    assert out.labels == tuple(merged)
+    assert np.array_equal(out.ids, paint_boxes(regions, grids, h, w))
 
 
 def test_bins_finer_than_the_image_can_leave_a_box_without_pixels():

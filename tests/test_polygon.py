@@ -7,32 +7,12 @@ import pytest
 from conftest import coco_masks
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import rasterize_even_odd
 from strategies import arbitrary_text, examples, small_masks
 
 import maskcodec as mc
 from maskcodec import polygon as P
 from maskcodec.metrics import intersection_union
-
-
-def _inside_reference(pts, x, y):
-    """Even-odd ray casting to the right, one point at a time (obviously right, slow)."""
-    inside = False
-    n = len(pts)
-    for i in range(n):
-        (xa, ya), (xb, yb) = sorted([tuple(pts[i]), tuple(pts[(i + 1) % n])], key=lambda p: p[1])
-        if ya <= y < yb:  # interpolated from the lower end, as the rasterizer does
-            xc = xa + (y - ya) * (xb - xa) / (yb - ya)
-            if xc < x:
-                inside = not inside
-    return inside
-
-
-def _rasterize_reference(rings, h, w):
-    out = np.zeros((h, w), bool)
-    for r in range(h):
-        for c in range(w):
-            out[r, c] = sum(_inside_reference(ring, c + 0.5, r + 0.5) for ring in rings) % 2 == 1
-    return out
 
 
 # ----------------------------------------------------------------------------- tracing
@@ -79,7 +59,7 @@ def test_rasterize_matches_the_reference(data):
         k = data.draw(st.integers(3, 7))
         coord = st.floats(-2, 12, allow_nan=False).map(lambda v: round(v * 4) / 4)
         rings.append(np.array([[data.draw(coord), data.draw(coord)] for _ in range(k)]))
-    assert np.array_equal(P.rasterize(rings, (h, w)), _rasterize_reference(rings, h, w))
+    assert np.array_equal(P.rasterize(rings, (h, w)), rasterize_even_odd(rings, h, w))
 
 
 def test_rasterize_checks_rings():

@@ -21,7 +21,7 @@ from ._errors import InputError, LabelError, MaskcodecError, ParseError
 from ._labels import check_label, is_safe_label, safe_label
 from ._parser import ParseResult, Repair, decode_mask, from_text, parse, parse_all
 from .codec import Codec
-from .grid import LabelGrid, render
+from .grid import MAX_PIXELS, LabelGrid, render
 from .quantize import MAX_GRID_SIDE, quantize
 from .text import encode_grid, encode_mask, to_text
 
@@ -33,6 +33,7 @@ __all__ = [
     "LabelError",
     "LabelGrid",
     "MAX_GRID_SIDE",
+    "MAX_PIXELS",
     "MaskcodecError",
     "ParseError",
     "ParseResult",

@@ -661,3 +661,106 @@ def sampled_classes(mask, yi, xi, out):
                     out[1] = v
                     return 2
     return n
+# --------------------------------------------------------------------------- polygons and boxes
+
+
+@_jit
+def polygon_fill(xs, ys, starts, toggles, out):
+    """Even-odd fill of rings ``xs/ys[starts[k]:starts[k + 1]]`` into ``out`` (uint8, h x w).
+
+    Per edge and per pixel row whose centre ``c = r + 0.5`` satisfies
+    ``ylo <= c < yhi``, one toggle is XORed at the first pixel whose centre is
+    right of the crossing; a running XOR along each row then gives the parity.
+    ``toggles`` (zeroed, h x (w + 1)) is the only scratch array: memory is
+    O(pixels) whatever the number of crossings (the numpy version built
+    index arrays of one entry per crossing: 2.3 GB for 100,000 zig-zag
+    vertices at 1000x1000).  The arithmetic is the numpy version's, in the
+    same order, so the result is bit for bit the same.
+    """
+    h = out.shape[0]
+    w = out.shape[1]
+    for k in range(starts.shape[0] - 1):
+        a = starts[k]
+        n = starts[k + 1] - a
+        for i in range(n):
+            j = a + (i + 1) % n
+            x0 = xs[a + i]
+            y0 = ys[a + i]
+            x1 = xs[j]
+            y1 = ys[j]
+            if y0 <= y1:
+                ylo, yhi, xlo, xhi = y0, y1, x0, x1
+            else:
+                ylo, yhi, xlo, xhi = y1, y0, x1, x0
+            f0 = np.ceil(ylo - 0.5)
+            f1 = np.ceil(yhi - 0.5)
+            r0 = 0 if f0 < 0 else (h if f0 > h else int(f0))
+            r1 = 0 if f1 < 0 else (h if f1 > h else int(f1))
+            for r in range(r0, r1):
+                c = r + 0.5
+                xc = xlo + (c - ylo) * (xhi - xlo) / (yhi - ylo)
+                f = np.floor(xc - 0.5) + 1
+                col = 0 if f < 0 else (w if f > w else int(f))
+                toggles[r, col] ^= 1
+    for r in range(h):
+        acc = 0
+        for c in range(w):
+            acc ^= toggles[r, c]
+            out[r, c] = acc
+    return 0
+
+
+@_jit
+def _next_free(nxt, y, x):
+    """The first unpainted column >= x of row y (skip pointers with path compression)."""
+    root = x
+    while nxt[y, root] != root:
+        root = nxt[y, root]
+    while nxt[y, x] != root:
+        t = nxt[y, x]
+        nxt[y, x] = root
+        x = t
+    return root
+
+
+@_jit
+def paint_boxes(boxes, cells, coff, shapes, remap, roff, nxt, out):
+    """Paint box instances onto ``out`` (int32, h x w, zeroed); a later instance's foreground wins.
+
+    Instance ``k`` fills pixel rows ``boxes[k, 0]:boxes[k, 2]`` and columns
+    ``boxes[k, 1]:boxes[k, 3]`` with its grid ``cells[coff[k]:]`` of
+    ``shapes[k] = (rows, cols)``, upsampled as :func:`render` does
+    (``dst * in // out``), each id mapped through ``remap[roff[k] + id]``
+    (0: background, not painted).  Instances are visited last first, and each
+    row keeps skip pointers ``nxt`` (h x (w + 1), ``nxt[y, x] = x`` at first)
+    past the pixels already painted, so every pixel is written at most once:
+    the cost is O(sum of box rows x grid columns + pixels), not the sum of
+    box areas (3,000 full-image instances at 1000x1000 took 10 s that way).
+    """
+    for k in range(boxes.shape[0] - 1, -1, -1):
+        t = boxes[k, 0]
+        l = boxes[k, 1]  # noqa: E741
+        b = boxes[k, 2]
+        r = boxes[k, 3]
+        bh = b - t
+        bw = r - l
+        if bh <= 0 or bw <= 0:
+            continue
+        rows = shapes[k, 0]
+        cols = shapes[k, 1]
+        base = coff[k]
+        rbase = roff[k]
+        for y in range(t, b):
+            gy = (y - t) * rows // bh
+            for j in range(cols):
+                v = remap[rbase + cells[base + gy * cols + j]]
+                if v == 0:
+                    continue
+                xa = l + (j * bw + cols - 1) // cols
+                xb = l + ((j + 1) * bw + cols - 1) // cols
+                x = _next_free(nxt, y, xa)
+                while x < xb:
+                    out[y, x] = v
+                    nxt[y, x] = x + 1
+                    x = _next_free(nxt, y, x + 1)
+    return 0

@@ -53,7 +53,7 @@ import numpy as np
 
 from ._errors import InputError, LabelError, ParseError
 from ._labels import _problem, is_safe_label, safe_label
-from .grid import LabelGrid, as_size
+from .grid import MAX_PIXELS, LabelGrid, as_size, render
 from .quantize import MAX_GRID_SIDE, as_grid
 
 __all__ = ["ParseResult", "Repair", "decode_mask", "from_text", "parse", "parse_all"]
@@ -1160,6 +1160,7 @@ def decode_mask(
     align: Literal["corner", "center", "torch"] = "corner",
     via=None,
     class_table=None,
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """Decode an answer to a boolean foreground mask of ``size = (height, width)``.
 
@@ -1169,6 +1170,9 @@ def decode_mask(
     ``align`` and ``via`` are as :func:`~maskcodec.render`: the Text4Seg
     scripts are reproduced exactly by ``mode="text4seg", align="torch"``
     (and ``via=(336, 336)`` for the open-vocabulary script).
+    A ``size`` of more than ``max_pixels`` pixels (default
+    :data:`~maskcodec.MAX_PIXELS`, 2**30) raises :class:`~maskcodec.InputError`
+    before the text is read or anything allocated.
 
     Examples
     --------
@@ -1176,6 +1180,7 @@ def decode_mask(
     array([[0, 0, 1, 1],
            [1, 1, 1, 1]])
     """
+    as_size(size, max_pixels=max_pixels)
     if (
         type(text) is str
         and (mode == "repair" or mode == "strict")
@@ -1194,7 +1199,7 @@ def decode_mask(
             j = text.find(SEG_CLOSE, i + len(SEG_OPEN))
             fast = _fast_background(background, mode == "repair") if j >= 0 else None
             if fast is not None:
-                h, w = as_size(size)
+                h, w = as_size(size, max_pixels=max_pixels)
                 rows, cols = _grid_or_none(grid)
                 raw = text[i + len(SEG_OPEN) : j].encode("utf-8", "surrogatepass")  # a surrogate: code 2
                 out = np.empty((h, w), dtype=bool)
@@ -1210,4 +1215,4 @@ def decode_mask(
         text, grid=grid, mode=mode, format=format, envelope=envelope,
         background=background, labels=labels, unknown=unknown, class_table=class_table,
     )
-    return result.grid.mask(size, align=align, via=via)
+    return render(result.grid.foreground, size, align=align, via=via, dtype=bool, max_pixels=max_pixels)

@@ -46,23 +46,26 @@ Grammar (EBNF; ``body`` as in ``docs/format.md`` or ``docs/dialects.md``)::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Final, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 import numpy as np
 
 from ._errors import InputError, LabelError, ParseError
-from ._labels import check_label
+from ._labels import _problem, check_label
 from .grid import LabelGrid, as_size, render
 from .quantize import as_grid, as_mask
 
 __all__ = [
     "BoxInstance",
+    "BoxesResult",
     "box_of",
     "box_pixels",
     "boxes_of",
     "decode_boxes",
     "encode_boxes",
+    "parse",
     "parse_boxes",
     "render_boxes",
     "to_text",
@@ -82,6 +85,21 @@ class BoxInstance(NamedTuple):
 
     box: tuple[int, int, int, int]
     grid: LabelGrid
+
+
+class BoxesResult(NamedTuple):
+    """What :func:`parse` found: the instances, the repairs and where the block was.
+
+    Attributes as :class:`~maskcodec.ParseResult`, with ``instances`` (a list
+    of :class:`BoxInstance`) in place of ``grid``.
+    """
+
+    instances: list
+    repairs: tuple = ()
+    start: int = 0
+    end: int = 0
+    complete: bool = True
+    found: bool = True
 
 
 def _check_bins(bins: object) -> int:
@@ -311,6 +329,129 @@ def _parse_body(text, start, end, fmt, grid, background):
         raise ParseError(err.reason, text, start + err.pos, err.expected) from None
 
 
+# Repair mode reads a box head tolerantly: blanks may vary, numbers are clamped.
+_LENIENT_HEAD = re.compile(r"<box>[ \t]*(\d{1,12})[ \t,]+(\d{1,12})[ \t,]+(\d{1,12})[ \t,]+(\d{1,12})[ \t]*</box>")
+
+
+def _shift(rep, line0: int, col0: int, cut: int):
+    """A body's repair moved to the whole text: the body starts at ``line0, col0``;
+    ``cut`` characters that the body parser saw in front of it on its first line are removed."""
+    from ._parser import Repair
+
+    if rep.line == 1:
+        return Repair(rep.kind, line0, max(1, rep.column - cut) + col0 - 1, rep.message)
+    return Repair(rep.kind, line0 + rep.line - 1, rep.column, rep.message)
+
+
+def _repair(text, bins, grid, fmt, background, envelope) -> BoxesResult:
+    from . import dialects
+    from ._parser import _RepairLog
+    from ._parser import parse as parse_rrle
+
+    log = _RepairLog(text)
+    complete = True
+    if envelope:
+        start = text.find(SEG_OPEN)
+        if start < 0:
+            log.note("no_block", 0, f"no {SEG_OPEN} in the text: no instances")
+            return BoxesResult([], log.result(), 0, 0, False, False)
+        pos = start + len(SEG_OPEN)
+        end = text.find(SEG_CLOSE, pos)
+        if end < 0:
+            complete, end = False, len(text)
+            log.note("unterminated", end, f"no {SEG_CLOSE}: the answer was cut off")
+    else:
+        start, pos, end = 0, 0, len(text)
+    out = []
+    extra = []
+    first = text.find(BOX_OPEN, pos, end)
+    if (text[pos:end] if first < 0 else text[pos:first]).strip():
+        log.note("bad_run", pos, f"text before the first {BOX_OPEN} dropped")
+    pos = end if first < 0 else first
+    while pos < end:
+        nxt = text.find(BOX_OPEN, pos + len(BOX_OPEN), end)
+        stop = end if nxt < 0 else nxt
+        m = _LENIENT_HEAD.match(text, pos, stop)
+        if m is None:
+            log.note("bad_run", pos, f"unreadable {BOX_OPEN} head; instance dropped")
+            pos = stop
+            continue
+        raw = tuple(int(v) for v in m.groups())
+        x0, y0, x1, y1 = (min(v, bins - 1) for v in raw)
+        if (x0, y0, x1, y1) != raw:
+            log.note("clamped_count", m.start(1), f"box coordinates clamped to 0..{bins - 1}")
+        if x1 < x0 or y1 < y0:
+            log.note("bad_run", m.start(1), "box corners in the wrong order; swapped")
+            x0, x1 = min(x0, x1), max(x0, x1)
+            y0, y1 = min(y0, y1), max(y0, y1)
+        elif (x0, y0, x1, y1) == raw and m.group(0) != f"{BOX_OPEN}{x0} {y0} {x1} {y1}{BOX_CLOSE}":
+            log.note("bad_separator", pos, "box head not written as '<box>x0 y0 x1 y1</box>'")
+        body_at = m.end()
+        body = text[body_at:stop]
+        last_cut = not complete and nxt < 0
+        # The last body of a cut-off answer is read as a cut-off block (its unfinished row dropped).
+        lead = SEG_OPEN if last_cut else ""
+        if fmt == "rrle":
+            res = parse_rrle(lead + body, mode="repair", grid=grid, background=background, envelope=last_cut)
+        else:
+            res = dialects.parse(lead + body, fmt, grid=16 if grid is None else grid, background=background,
+                                 envelope=last_cut, mode="repair")
+        line0, col0 = log.position(body_at)
+        extra.extend(_shift(r, line0, col0, len(lead)) for r in res.repairs if r.kind != "unterminated")
+        out.append(BoxInstance((x0, y0, x1, y1), res.grid))
+        pos = stop
+    stop = end + (len(SEG_CLOSE) if envelope and complete else 0)
+    return BoxesResult(out, log.result() + tuple(extra), start, stop, complete, True)
+
+
+def parse(
+    text: str,
+    /,
+    *,
+    bins: int = DEFAULT_BINS,
+    grid=None,
+    format: str = "rrle",
+    background: str = "others",
+    envelope: bool = True,
+    mode: Literal["strict", "repair"] = "strict",
+) -> BoxesResult:
+    """Parse box-wise text into a :class:`BoxesResult` (instances, repairs, position).
+
+    ``mode="strict"`` is :func:`parse_boxes` (it raises :class:`~maskcodec.ParseError`).
+    ``mode="repair"`` is for model output and never raises on text.  Policy:
+    no ``<seg>`` gives no instances (``found=False``); without ``</seg>`` the
+    text runs to the end and the last body is read as a cut-off answer; text
+    before the first ``<box>`` is dropped; a box head is read with any blanks
+    (or commas) between its four numbers, numbers past ``bins - 1`` are
+    clamped and corners in the wrong order swapped; an unreadable head drops
+    its instance; each body is read by the repair mode of its format
+    (:func:`maskcodec.parse` or :func:`maskcodec.dialects.parse`), its
+    repairs reported at their place in the whole text.
+
+    Examples
+    --------
+    >>> r = parse("<seg><box>1 2 3 4</box>dog *1\n<box>9 9 1 1</box>cat *2\n", mode="repair")
+    >>> [inst.box for inst in r.instances], r.complete
+    ([(1, 2, 3, 4), (1, 1, 9, 9)], False)
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    if mode not in ("strict", "repair"):
+        raise InputError(f"unknown mode {mode!r}; choose one of strict, repair")
+    bins = _check_bins(bins)
+    _check_format(format)
+    if grid is not None:
+        grid = as_grid(grid)
+    if mode == "repair":
+        if not isinstance(background, str) or _problem(background) is not None:
+            raise LabelError(f"background label {background!r} is not a safe label")
+        return _repair(text, bins, grid, format, background, envelope)
+    inst = parse_boxes(text, bins=bins, grid=grid, format=format, background=background, envelope=envelope)
+    start = text.find(SEG_OPEN) if envelope else 0
+    stop = text.find(SEG_CLOSE, start) + len(SEG_CLOSE) if envelope else len(text)
+    return BoxesResult(inst, (), start, stop, True, True)
+
+
 def parse_boxes(
     text: str,
     /,
@@ -320,11 +461,14 @@ def parse_boxes(
     format: str = "rrle",
     background: str = "others",
     envelope: bool = True,
+    mode: Literal["strict", "repair"] = "strict",
 ) -> list[BoxInstance]:
-    """Parse box-wise text strictly into its instances.
+    """Parse box-wise text into its instances (strictly, by default).
 
     ``grid`` is the size of every instance's grid: inferred from each body
     when None with ``format="rrle"``, required (default 16) for a dialect.
+    ``mode="repair"`` never raises on text (see :func:`parse` for the policy
+    and for the repairs made).
 
     Raises
     ------
@@ -340,6 +484,9 @@ def parse_boxes(
       ...
     maskcodec._errors.ParseError: line 1, column 15: x1 0 is out of range 1..99
     """
+    if mode != "strict":
+        return parse(text, bins=bins, grid=grid, format=format, background=background, envelope=envelope,
+                     mode=mode).instances
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
     bins = _check_bins(bins)
@@ -387,32 +534,59 @@ def render_boxes(instances: Sequence[BoxInstance], /, size, *, bins: int = DEFAU
     Labels are merged by name, background first; where boxes overlap, the
     later instance's foreground wins.
     """
+    from . import _kernels
+
     h, w = as_size(size)
     bins = _check_bins(bins)
     labels: list[str] = [instances[0].grid.background if instances else "others"]
-    ids = np.zeros((h, w), dtype=np.int32)
-    for inst in instances:
-        t, l, b, r = box_pixels(inst.box, (h, w), bins=bins)
-        if b <= t or r <= l:
-            continue  # bins finer than the image can leave a box without pixels
-        remap = np.zeros(len(inst.grid.labels), dtype=np.int32)
-        for i, lab in enumerate(inst.grid.labels[1:], 1):
-            if lab not in labels:
+    index = {labels[0]: 0}  # a dict, not list.index: 20,000 distinct labels were quadratic
+    n = len(instances)
+    boxes = np.zeros((n, 4), dtype=np.int64)
+    shapes = np.zeros((n, 2), dtype=np.int64)
+    coff = np.zeros(n, dtype=np.int64)
+    roff = np.zeros(n, dtype=np.int64)
+    cells, remaps = [], []
+    ncells = nremap = 0
+    for k, inst in enumerate(instances):
+        boxes[k] = box_pixels(inst.box, (h, w), bins=bins)
+        grid_labels = inst.grid.labels
+        remap = np.zeros(len(grid_labels), dtype=np.int32)
+        for i, lab in enumerate(grid_labels[1:], 1):
+            remap[i] = index.setdefault(lab, len(index))
+            if remap[i] == len(labels):
                 labels.append(lab)
-            remap[i] = labels.index(lab)
-        sub = remap[render(inst.grid.ids, (b - t, r - l))]
-        region = ids[t:b, l:r]
-        np.copyto(region, sub, where=sub != 0)
+        ids = inst.grid.ids
+        shapes[k] = ids.shape
+        coff[k], roff[k] = ncells, nremap
+        cells.append(ids.ravel())
+        remaps.append(remap)
+        ncells += ids.size
+        nremap += remap.size
+    ids = np.zeros((h, w), dtype=np.int32)
+    if n:
+        nxt = np.empty((h, w + 1), dtype=np.int32)
+        nxt[:] = np.arange(w + 1, dtype=np.int32)
+        _kernels.paint_boxes(boxes, np.concatenate(cells).astype(np.int64), coff, shapes,
+                             np.concatenate(remaps), roff, nxt, ids)
     dtype = np.uint8 if len(labels) <= 256 else np.int32
     return LabelGrid._trusted(ids.astype(dtype), tuple(labels))
 
 
 def decode_boxes(text: str, /, size, *, bins: int = DEFAULT_BINS, grid=None, format: str = "rrle",
-                 background: str = "others", envelope: bool = True) -> LabelGrid:
-    """Parse box-wise text strictly and render it at ``size = (height, width)``.
+                 background: str = "others", envelope: bool = True,
+                 mode: Literal["strict", "repair"] = "strict") -> LabelGrid:
+    """Parse box-wise text (strictly, by default) and render it at ``size = (height, width)``.
 
     Returns a :class:`LabelGrid` with one cell per pixel; ``.mask()`` is the
-    binary mask of every foreground label.
+    binary mask of every foreground label.  With ``mode="repair"`` it never
+    raises on text and always has ``size`` (all background when nothing is
+    readable).
     """
-    inst = parse_boxes(text, bins=bins, grid=grid, format=format, background=background, envelope=envelope)
-    return render_boxes(inst, size, bins=bins)
+    h, w = as_size(size)
+    inst = parse_boxes(text, bins=bins, grid=grid, format=format, background=background, envelope=envelope,
+                       mode=mode)
+    if mode == "repair" and not inst:
+        from ._parser import _background_ids
+
+        return LabelGrid._trusted(_background_ids(h, w), (background,))
+    return render_boxes(inst, (h, w), bins=bins)

@@ -43,7 +43,7 @@ import numpy as np
 
 from ._errors import InputError, LabelError
 from ._labels import check_label
-from .grid import LabelGrid, _src_index, as_size
+from .grid import MAX_PIXELS, LabelGrid, _src_index, as_size
 from .quantize import Method, as_grid, nearest_index, overlap_table
 
 __all__ = [
@@ -76,8 +76,16 @@ def _int_pair(value, what: str) -> tuple[int, int]:
     ):
         h, w = int(value[0]), int(value[1])
         if h >= 1 and w >= 1:
+            if h * w > MAX_PIXELS:  # before a count-sum check could let a huge mask be allocated
+                raise InputError(f"{what} {h}x{w} is more than MAX_PIXELS={MAX_PIXELS} pixels")
             return h, w
-    raise InputError(f"{what} must be [height, width] with two positive ints, got {value!r}")
+    raise InputError(f"{what} must be [height, width] with two positive ints, got {_short(value)}")
+
+
+def _short(value) -> str:
+    """repr of a value from a file, cut to 80 characters (a 400-digit int stays readable)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _counts_of(rle, name: str = "rle") -> tuple[int, int, np.ndarray]:

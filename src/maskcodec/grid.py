@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 
@@ -40,8 +40,14 @@ def _k():
     return _kernels
 
 
-def as_size(size: object, name: str = "size") -> tuple[int, int]:
-    """Normalise ``size`` = ``(height, width)`` to a pair of positive ints."""
+#: The largest ``height * width`` any ``size=`` may ask for (2**30 pixels: a 1 GiB boolean
+#: mask, 32768 x 32768).  A larger size is an :class:`~maskcodec.InputError` before anything
+#: is allocated; ``decode_mask`` and ``render`` take ``max_pixels=`` to allow more.
+MAX_PIXELS: Final = 1 << 30
+
+
+def as_size(size: object, name: str = "size", max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Normalise ``size`` = ``(height, width)`` to a pair of positive ints of at most ``max_pixels``."""
     if (
         isinstance(size, (tuple, list))
         and len(size) == 2
@@ -49,6 +55,11 @@ def as_size(size: object, name: str = "size") -> tuple[int, int]:
     ):
         h, w = int(size[0]), int(size[1])
         if h >= 1 and w >= 1:
+            if h * w > max_pixels:
+                raise InputError(
+                    f"{name} {h}x{w} is {h * w} pixels, more than max_pixels={max_pixels}; "
+                    "pass a larger max_pixels to allow it"
+                )
             return h, w
         raise InputError(f"{name} must be positive (height, width), got {tuple(size)!r}")
     raise TypeError(f"{name} must be a (height, width) pair of ints, got {size!r}")
@@ -149,7 +160,8 @@ def _axis_indices(size: tuple[int, int], shape: tuple[int, int], align: str, via
     return y1[y2], x1[x2]
 
 
-def render(ids: np.ndarray, /, size, *, align: Align = "corner", dtype=None, via=None) -> np.ndarray:
+def render(ids: np.ndarray, /, size, *, align: Align = "corner", dtype=None, via=None,
+           max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Upsample a ``(rows, cols)`` grid to ``size = (height, width)`` by nearest neighbour.
 
     ``align`` is ``"corner"`` (``y * rows // height``, Text4Seg's upsampling at
@@ -158,6 +170,9 @@ def render(ids: np.ndarray, /, size, *, align: Align = "corner", dtype=None, via
     :func:`torch_nearest_index`).  ``via = (h1, w1)`` renders in two steps,
     grid -> ``via`` -> ``size``, as the Text4Seg open-vocabulary script does
     with ``via=(336, 336)``.
+
+    A ``size`` of more than ``max_pixels`` pixels (default :data:`MAX_PIXELS`,
+    2**30) raises :class:`~maskcodec.InputError` before anything is allocated.
 
     Examples
     --------
@@ -170,7 +185,7 @@ def render(ids: np.ndarray, /, size, *, align: Align = "corner", dtype=None, via
     ids = np.asarray(ids)
     if ids.ndim != 2 or ids.size == 0:
         raise InputError(f"a grid must be a non-empty 2-D array, got shape {ids.shape}")
-    h, w = as_size(size)
+    h, w = as_size(size, max_pixels=max_pixels)
     if via is None and (align == "corner" or align == "center"):
         yb, xb = _bounds(h, ids.shape[0], align), _bounds(w, ids.shape[1], align)
     else:

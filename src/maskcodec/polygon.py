@@ -315,29 +315,18 @@ def rasterize(polygons: Sequence, /, size, *,
             ImageDraw.Draw(img).polygon([(float(x), float(y)) for x, y in pts], fill=1)
             out ^= np.asarray(img)
         return out
-    toggles = np.zeros((h, w + 1), dtype=np.uint8)
-    for pts in rings:
-        x0, y0 = pts[:, 0], pts[:, 1]
-        x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-        ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
-        # rows whose centre c = r + 0.5 satisfies ylo <= c < yhi
-        r0 = np.clip(np.ceil(ylo - 0.5), 0, h).astype(np.int64)
-        r1 = np.clip(np.ceil(yhi - 0.5), 0, h).astype(np.int64)
-        n = np.maximum(r1 - r0, 0)
-        if not n.any():
-            continue
-        edge = np.repeat(np.arange(len(pts)), n)
-        rows = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(r0, n)
-        c = rows + 0.5
-        # interpolate from the lower end, so an edge and its reverse cross at the same float
-        low = y0 <= y1
-        xlo, xhi = np.where(low, x0, x1)[edge], np.where(low, x1, x0)[edge]
-        xc = xlo + (c - ylo[edge]) * (xhi - xlo) / (yhi[edge] - ylo[edge])
-        # pixel x is right of the crossing when x + 0.5 > xc (a centre on an edge counts for
-        # the pixels right of it only, like the half-open rows: shared edges never double-fill)
-        col = np.clip(np.floor(xc - 0.5) + 1, 0, w).astype(np.int64)
-        np.bitwise_xor.at(toggles, (rows, col), 1)
-    return (np.bitwise_xor.accumulate(toggles, axis=1)[:, :w]).astype(bool)
+    from . import _kernels
+
+    # One numba pass: memory O(pixels + vertices) whatever the number of edge/row crossings.
+    out = np.zeros((h, w), dtype=bool)
+    if rings:
+        xs = np.ascontiguousarray(np.concatenate([r[:, 0] for r in rings]))
+        ys = np.ascontiguousarray(np.concatenate([r[:, 1] for r in rings]))
+        starts = np.zeros(len(rings) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rings], out=starts[1:])
+        toggles = np.zeros((h, w + 1), dtype=np.uint8)
+        _kernels.polygon_fill(xs, ys, starts, toggles, out.view(np.uint8))
+    return out
 
 
 # =========================================================================== text
@@ -414,7 +403,10 @@ def _json_rings(text: str) -> list[np.ndarray]:
         if len(ring) < 3:
             raise ParseError(f"ring {i + 1} has {len(ring)} points; a ring needs 3", text, 0,
                              "3 points or more")
-        arr = np.asarray(ring, dtype=np.float64)
+        try:
+            arr = np.asarray(ring, dtype=np.float64)
+        except OverflowError:  # an int of hundreds of digits does not fit a float
+            raise ParseError(f"ring {i + 1} has a coordinate outside 0..1", text, 0, "numbers in 0..1") from None
         if not (np.isfinite(arr).all() and (arr >= 0).all() and (arr <= 1).all()):
             raise ParseError(f"ring {i + 1} has a coordinate outside 0..1", text, 0, "numbers in 0..1")
         out.append(arr)
