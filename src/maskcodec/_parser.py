@@ -575,6 +575,10 @@ class _Repairer:
                 if len(pieces) > 1:
                     self.note("bad_run", ppos, "empty run dropped")
                 continue
+            if "*" not in piece:  # no run in it: what _scan_runs would say, without the generator
+                if not (truncated and k == len(pieces) - 1):
+                    self.note("bad_run", ppos, f"unreadable run {piece.strip()[:40]!r} dropped")
+                continue
             scanned = list(_scan_runs(piece))
             for j, (raw_label, count, off, tidy) in enumerate(scanned):
                 rpos = ppos + off
@@ -695,7 +699,8 @@ def _repair_rrle(rp, body, base, complete):
         if not (complete and sums and len(raw_rows) == len(sums) and len(set(sums)) == 1):
             rp.note("inferred_grid", base, f"grid inferred as {rp.rows}x{rp.cols}")
     rows, cols = rp.rows, rp.cols
-    ids = np.zeros((rows, cols), dtype=np.int64)
+    # No row at all (an empty block): the shared background grid, nothing allocated.
+    ids = np.zeros((rows, cols), dtype=np.int64) if raw_rows else _background_ids(rows, cols)
     if len(raw_rows) > rows:
         extra += len(raw_rows) - rows
         first_extra = raw_rows[rows][1]
@@ -972,7 +977,8 @@ def _parse_block(text, body_start, body_end, block_start, rows, cols, mode, form
     else:
         ids = _repair_flat(rp, body, body_start, complete, format)
     dtype = np.uint8 if len(rp.labels) <= 256 else np.int32
-    ids = _background_ids(*ids.shape) if dtype == np.uint8 and not ids.any() else ids.astype(dtype)
+    if ids.dtype != dtype:
+        ids = _background_ids(*ids.shape) if dtype == np.uint8 and not ids.any() else ids.astype(dtype)
     grid = LabelGrid._trusted(ids, tuple(rp.labels))
     end = stop + (len(SEG_CLOSE) if (envelope and complete) else 0)
     return ParseResult(grid, rp.log.result(), block_start, end, complete)
