@@ -430,7 +430,7 @@ def parse(
 
     Examples
     --------
-    >>> r = parse("<seg><box>1 2 3 4</box>dog *1\n<box>9 9 1 1</box>cat *2\n", mode="repair")
+    >>> r = parse("<seg><box>1 2 3 4</box>dog *1\\n<box>9 9 1 1</box>cat *2\\n", mode="repair")
     >>> [inst.box for inst in r.instances], r.complete
     ([(1, 2, 3, 4), (1, 1, 9, 9)], False)
     """
