@@ -555,83 +555,91 @@ class _Repairer:
             self.labels.append(name)
         return i
 
-    def runs(self, line, base, limit, truncated):
-        """Read one line's runs tolerantly: a list of (id, count, pos).
+    def runs(self, line, base, limit, truncated, keep=None):
+        """Read one line's runs tolerantly: ``(runs, total)``, runs a list of (id, count, pos).
 
         Pieces are split on "|"; inside a piece every ``*`` followed by digits
         ends a run, so a missing separator (``dog *3 others *5``) is recovered.
+        Runs are kept until their counts pass ``keep`` cells (``limit`` by
+        default), so the caller still sees the first run past it; later ones
+        only add to ``total`` (a row of a million runs for 16 cells held a
+        tuple per run).
         """
+        keep = limit if keep is None else keep
+        note = self.note
         out = []
+        total = 0
         pos = base
         pieces = line.split("|")
+        last = len(pieces) - 1
         for k, piece in enumerate(pieces):
             ppos = pos
             pos += len(piece) + 1
-            if k > 0 and piece and not piece.startswith(" "):
-                self.note("bad_separator", ppos - 1, "'|' without the space after it")
-            elif k > 0 and piece[1:2].isspace():
-                self.note("bad_separator", ppos - 1, "more than one blank after '|'")
-            if not piece.strip():
-                if len(pieces) > 1:
-                    self.note("bad_run", ppos, "empty run dropped")
-                continue
+            if k > 0:
+                if piece and piece[0] != " ":
+                    note("bad_separator", ppos - 1, "'|' without the space after it")
+                elif piece[1:2].isspace():
+                    note("bad_separator", ppos - 1, "more than one blank after '|'")
             if "*" not in piece:  # no run in it: what _scan_runs would say, without the generator
-                if not (truncated and k == len(pieces) - 1):
-                    self.note("bad_run", ppos, f"unreadable run {piece.strip()[:40]!r} dropped")
+                if not piece.strip():
+                    if last:
+                        note("bad_run", ppos, "empty run dropped")
+                elif not (truncated and k == last):
+                    note("bad_run", ppos, f"unreadable run {piece.strip()[:40]!r} dropped")
                 continue
-            scanned = list(_scan_runs(piece))
-            for j, (raw_label, count, off, tidy) in enumerate(scanned):
+            scanned = _scan_runs(piece)
+            item = next(scanned, None)
+            j = 0
+            while item is not None:
+                raw_label, count, off, tidy = item
+                item = next(scanned, None)  # look ahead: is this the piece's last run?
+                j += 1
                 rpos = ppos + off
                 label = raw_label.strip()
                 if count is None or not label:
-                    if truncated and k == len(pieces) - 1 and j == len(scanned) - 1:
+                    if truncated and k == last and item is None:
                         continue  # the unfinished run of a truncated answer
                     shown = (label or piece[off : off + 80].strip())[:40]
-                    self.note("bad_run", rpos, f"unreadable run {shown!r} dropped")
+                    note("bad_run", rpos, f"unreadable run {shown!r} dropped")
                     continue
-                if j > 0:
-                    self.note("bad_separator", rpos, "run not preceded by '| '")
+                if j > 1:
+                    note("bad_separator", rpos, "run not preceded by '| '")
                 if not tidy or not raw_label.endswith(" ") or raw_label[-2:-1].isspace():
-                    self.note("bad_separator", rpos, f"expected ' *' right before the count of {label[:40]!r}")
+                    note("bad_separator", rpos, f"expected ' *' right before the count of {label[:40]!r}")
                 if len(count) > 1 and count[0] == "0" and count.strip("0"):
-                    self.note("bad_count", rpos, f"count {count[:12]!r} has a leading zero; read as {int(count[:12])}")
+                    note("bad_count", rpos, f"count {count[:12]!r} has a leading zero; read as {int(count[:12])}")
                 if len(count) > _MAX_COUNT_DIGITS or int(count) > limit:
-                    self.note("clamped_count", rpos, f"count {count[:12]} clamped to {limit}")
+                    note("clamped_count", rpos, f"count {count[:12]} clamped to {limit}")
                     n = limit
                 else:
                     n = int(count)
                 if n == 0:
-                    self.note("bad_run", rpos, "run of 0 cells dropped")
+                    note("bad_run", rpos, "run of 0 cells dropped")
                     continue
-                out.append((self.ident(label, rpos), n, rpos))
-        return out
+                if total <= keep:
+                    out.append((self.ident(label, rpos), n, rpos))
+                total += n
+        return out, total
+
+
+# A run's end inside a piece: "*", blanks, digits (ASCII only: str.isdigit takes other scripts).
+_RUN_END = re.compile("\\*( *)([0-9]+)")
 
 
 def _scan_runs(piece: str):
     """Yield (label, digits or None, offset, tidy) for each ``label *digits`` in ``piece``.
 
-    ``tidy`` is False when blanks stood between the ``*`` and the digits.
+    Each ``*`` followed by blanks and digits ends a run (a ``*`` without
+    digits is part of the label); text after the last run is yielded with
+    ``None``.  ``tidy`` is False when blanks stood between the ``*`` and the
+    digits.  The lexer helper is a regex: scanning by hand cost 0.8 us a run.
     """
     i = 0
-    n = len(piece)
-    search = 0
-    while i < n:
-        star = piece.find("*", search)
-        if star < 0:
-            if piece[i:].strip():
-                yield piece[i:], None, i, True
-            return
-        j = star + 1
-        while j < n and piece[j] == " ":
-            j += 1
-        k = j
-        while k < n and piece[k] in _DIGITS:
-            k += 1
-        if k == j:  # a "*" without digits is part of the label
-            search = star + 1
-            continue
-        yield piece[i:star], piece[j:k], i, j == star + 1
-        i = search = k
+    for m in _RUN_END.finditer(piece):
+        yield piece[i : m.start()], m.group(2), i, not m.group(1)
+        i = m.end()
+    if piece[i:].strip():
+        yield piece[i:], None, i, True
 
 
 def _fold(name: str) -> str:
@@ -687,9 +695,10 @@ def _repair_rrle(rp, body, base, complete):
         elif blanks > (1 if raw_rows else 0):  # "\n " gives later rows exactly one
             rp.note("bad_separator", lpos, "extra blanks at the start of a row")
         limit = rp.cols if rp.cols is not None else MAX_GRID_SIDE
-        raw_rows.append((rp.runs(line, lpos, limit, False), lpos))
+        runs, total = rp.runs(line, lpos, limit, False)
+        raw_rows.append((runs, lpos, total))
     if rp.cols is None or rp.rows is None:
-        sums = [sum(n for _, n, _ in runs) for runs, _ in raw_rows if runs]
+        sums = [total for runs, _, total in raw_rows if runs]
         if rp.cols is None:
             rp.cols = min(Counter(sums).most_common(1)[0][0], MAX_GRID_SIDE) if sums else DEFAULT_GRID
         if rp.rows is None:
@@ -705,7 +714,7 @@ def _repair_rrle(rp, body, base, complete):
         extra += len(raw_rows) - rows
         first_extra = raw_rows[rows][1]
         del raw_rows[rows:]
-    for r, (runs, lpos) in enumerate(raw_rows):
+    for r, (runs, lpos, _) in enumerate(raw_rows):
         c = 0
         last = 0
         for ident, n, rpos in runs:
@@ -751,10 +760,10 @@ def _repair_flat(rp, body, base, complete, fmt):
             pos += len(piece) + 1
         flat = np.asarray(cells, dtype=np.int64)
     else:
-        runs = rp.runs(text.replace("\n", " "), base, MAX_GRID_SIDE * MAX_GRID_SIDE, not complete)
+        limit = (rp.rows * rp.cols) if rp.rows and rp.cols else MAX_GRID_SIDE * MAX_GRID_SIDE
+        runs, _ = rp.runs(text.replace("\n", " "), base, MAX_GRID_SIDE * MAX_GRID_SIDE, not complete, limit)
         total = 0
         kept = []
-        limit = (rp.rows * rp.cols) if rp.rows and rp.cols else MAX_GRID_SIDE * MAX_GRID_SIDE
         for ident, n, rpos in runs:
             take = min(n, limit - total)
             if take < n:
