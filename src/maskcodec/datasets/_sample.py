@@ -177,18 +177,26 @@ class ArrayTarget:
 def _read_png(path: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    from ..grid import MAX_PIXELS
+
     try:
         with Image.open(path) as img:
+            w, h = img.size  # known from the header: check before decoding any pixel
+            if w * h > MAX_PIXELS:
+                raise DatasetError(path, f"the image is {w}x{h}, more than MAX_PIXELS={MAX_PIXELS} pixels")
             img.load()
             if len(img.getbands()) != 1:
                 raise DatasetError(
                     path, f"a label PNG needs one band (mode L, P, I or I;16), got mode {img.mode}"
                 )
             return np.asarray(img)
+    except DatasetError:
+        raise
     except FileNotFoundError:
         raise DatasetError(path, "file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(path, f"cannot read the image: {exc}") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError,
+            EOFError, MemoryError) as exc:
+        raise DatasetError(path, f"cannot read the image: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .._errors import LabelError
+from ..grid import MAX_PIXELS
 from .._labels import safe_label
 from ._sample import CocoMapTarget, CocoTarget, DatasetError, PngTarget, Problem, Sample
 
@@ -84,14 +85,60 @@ class _Report:
         self.problems.append(Problem(str(path), reason, sample))
 
 
+#: The largest JSON or pickle file a reader opens (COCO's train annotations are 450 MB).
+MAX_FILE_BYTES = 2 << 30
+
+
+def _check_size(path) -> None:
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        raise DatasetError(str(path), "file not found") from None
+    except OSError as exc:
+        raise DatasetError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    if size > MAX_FILE_BYTES:
+        raise DatasetError(str(path), f"{size} bytes, more than MAX_FILE_BYTES={MAX_FILE_BYTES}; refused")
+
+
 def _load_json(path) -> object:
+    _check_size(path)
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except FileNotFoundError:
         raise DatasetError(str(path), "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(str(path), f"not valid JSON: {exc}") from None
+    except IsADirectoryError:
+        raise DatasetError(str(path), "is a folder, not a JSON file") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit int
+        raise DatasetError(str(path), f"not valid JSON: {str(exc)[:200]}") from None
+
+
+class _NoGlobals(pickle.Unpickler):
+    """An unpickler that refuses every global: lists, dicts, strings and numbers only.
+
+    REFER's ``refs(...).p`` holds nothing else, and any global (``os.system``,
+    ``builtins.eval``, a class to rebuild) is how a crafted pickle runs code.
+    """
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(
+            f"the pickle names the global {module}.{name}; REFER refs hold only lists, dicts, "
+            "strings and numbers, so it is refused (nothing in the file was run)"
+        )
+
+
+def _load_refs(path) -> object:
+    """Read a REFER pickle with :class:`_NoGlobals`; every failure is a :class:`DatasetError`."""
+    _check_size(path)
+    try:
+        with open(path, "rb") as fh:
+            return _NoGlobals(fh, encoding="latin1").load()
+    except FileNotFoundError:
+        raise DatasetError(str(path), "file not found") from None
+    except IsADirectoryError:
+        raise DatasetError(str(path), "is a folder, not a pickle") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt pickle can raise almost anything
+        raise DatasetError(str(path), f"cannot unpickle: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def _coco_tables(path, data) -> tuple[dict, dict, dict]:
@@ -100,10 +147,45 @@ def _coco_tables(path, data) -> tuple[dict, dict, dict]:
         raise DatasetError(
             str(path), f"not a COCO instances file: need 'images', 'annotations' and 'categories', got {keys}"
         )
-    images = {im["id"]: im for im in data["images"]}
-    anns = {a["id"]: a for a in data["annotations"]}
-    cats = {c["id"]: c["name"] for c in data["categories"]}
-    return images, anns, cats
+    tables = []
+    for key in ("images", "annotations", "categories"):
+        items = data[key]
+        if not isinstance(items, list):
+            raise DatasetError(str(path), f"{key!r} must be a list, got {type(items).__name__}")
+        table = {}
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or _key(item.get("id")) is None:
+                raise DatasetError(str(path), f"{key}[{i}] is not an object with an int or str 'id'")
+            why = _bad_image(item) if key == "images" else None
+            if key == "categories":
+                why = _bad_name(item.get("name"))
+            if why:
+                raise DatasetError(str(path), f"{key}[{i}] (id {item['id']!r}) {why}")
+            table[item["id"]] = item
+        tables.append(table)
+    images, anns, cats = tables
+    return images, anns, {i: c["name"] for i, c in cats.items()}
+
+
+def _bad_name(name) -> str | None:
+    if not isinstance(name, str):
+        return "has no str 'name'"
+    try:
+        safe_label(name)
+    except LabelError:
+        return f"has a name {name[:40]!r} with nothing usable as a label"
+    return None
+
+
+def _bad_image(image: dict) -> str | None:
+    h, w = image.get("height"), image.get("width")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (h, w)):
+        return f"needs positive int 'height' and 'width', got {str(h)[:20]} and {str(w)[:20]}"
+    if h * w > MAX_PIXELS:
+        return f"is {h}x{w}, more than MAX_PIXELS={MAX_PIXELS} pixels"
+    if not isinstance(image.get("file_name"), str):
+        return "has no str 'file_name'"
+    return None
 
 
 def _image_path(image_root: str, file_name: str) -> str:
@@ -295,10 +377,17 @@ def read_coco_results(
     return Source(f"coco-results:{os.fspath(path)}", samples, report.problems)
 
 
+def _key(value):
+    """An id from a file as a dict key: ints and strings only (a list or dict would not hash)."""
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
 def _sentence_label(sent: dict) -> str | None:
     text = sent.get("sent")
     if not isinstance(text, str):
-        text = " ".join(sent.get("tokens") or []) or sent.get("raw")
+        tokens = sent.get("tokens")
+        ok = isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)
+        text = (" ".join(tokens) if ok else "") or sent.get("raw")
     if not isinstance(text, str):
         return None
     try:
@@ -309,11 +398,14 @@ def _sentence_label(sent: dict) -> str | None:
 
 def _refer_samples(refs, images, anns, report, where, image_root, split, grefs):
     samples = []
-    for ref in refs:
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, dict):
+            report(where, f"ref #{i} is a {type(ref).__name__}, not a dict", f"ref#{i}")
+            continue
         if split is not None and ref.get("split") != split:
             continue
         rid = ref.get("ref_id")
-        image = images.get(ref.get("image_id"))
+        image = images.get(_key(ref.get("image_id")))
         if image is None:
             report(
                 where,
@@ -328,7 +420,7 @@ def _refer_samples(refs, images, anns, report, where, image_root, split, grefs):
         bad = None
         if not no_target:
             for aid in ann_ids:
-                ann = anns.get(aid)
+                ann = anns.get(_key(aid))
                 if ann is None:
                     bad = f"ref {rid} refers to annotation {aid!r}, not in instances.json"
                     break
@@ -341,7 +433,14 @@ def _refer_samples(refs, images, anns, report, where, image_root, split, grefs):
             report(where, bad, f"ref{rid}")
             continue
         target = CocoTarget(tuple(segms), (int(image["height"]), int(image["width"])), where)
-        for k, sent in enumerate(ref.get("sentences") or []):
+        sentences = ref.get("sentences")
+        if not isinstance(sentences, list):
+            report(where, f"ref {rid} has no list of sentences", f"ref{rid}")
+            continue
+        for k, sent in enumerate(sentences):
+            if not isinstance(sent, dict):
+                report(where, f"ref {rid} sentence #{k} is not a dict", f"ref{rid}_sent#{k}")
+                continue
             sent_id = sent.get("sent_id", k)
             label = _sentence_label(sent)
             if label is None:
@@ -394,8 +493,14 @@ def read_refer(
 
     Notes
     -----
-    ``refs(...).p`` is a Python pickle, as REFER publishes it; unpickling runs
-    code named in the file, so read only files from a source you trust.
+    ``refs(...).p`` is a Python pickle, as REFER publishes it.  It is read
+    with an unpickler that refuses every global, so a crafted file cannot run
+    code: it is a :class:`DatasetError` instead.  Each ref is a dict with
+    ``ref_id``, ``ann_id`` (the COCO annotation), ``image_id``, ``category_id``,
+    ``split`` (``"train"``, ``"val"``, ``"testA"``, ``"testB"``, ``"test"``),
+    ``file_name`` and ``sentences``: a list of dicts with ``sent`` (the
+    expression; ``raw`` and ``tokens`` are read if ``sent`` is missing) and
+    ``sent_id``.  Python 2 byte strings are read as latin-1.
     """
     report = _Report(on_error)
     folder = os.path.join(root, dataset)
@@ -403,13 +508,7 @@ def read_refer(
         folder = os.fspath(root)
     refs_path = os.path.join(folder, f"refs({split_by}).p")
     inst_path = os.path.join(folder, "instances.json")
-    try:
-        with open(refs_path, "rb") as fh:
-            refs = pickle.load(fh)
-    except FileNotFoundError:
-        raise DatasetError(refs_path, "file not found") from None
-    except Exception as exc:  # noqa: BLE001 - a corrupt pickle can raise almost anything
-        raise DatasetError(refs_path, f"cannot unpickle: {type(exc).__name__}: {exc}") from None
+    refs = _load_refs(refs_path)
     if not isinstance(refs, list):
         raise DatasetError(refs_path, f"expected a list of refs, got {type(refs).__name__}")
     images, anns, _ = _coco_tables(inst_path, _load_json(inst_path))
