@@ -266,3 +266,30 @@ def test_repair_never_raises_on_the_probe_texts():
             assert dialects.parse(text, dialect, grid=4, mode="repair").grid.shape == (4, 4)
         for fmt in boxes.FORMATS:
             assert boxes.decode_boxes(text, (8, 8), format=fmt, mode="repair").shape == (8, 8)
+
+
+# ----------------------------------------------------------------------------- command line (found by fuzz/)
+
+
+def test_cli_sizes_with_non_ascii_digits_are_usage_errors(tmp_path, capsys):
+    from maskcodec.cli import main
+
+    for size in ("²x3", "٣x4", "4x٤"):
+        assert main(["decode", "<seg>dog *1\n</seg>", "--size", size, "-o", str(tmp_path / "o.png")]) == 1
+        assert "--size must be WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_cli_files_that_are_not_utf8(tmp_path, capsys):
+    from PIL import Image
+
+    from maskcodec.cli import main
+
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"<seg>dog *1\n\xed\xa0\x80</seg>")  # a UTF-8-encoded lone surrogate
+    assert main(["validate", f"@{bad}"]) == 1
+    assert "bad.txt: not UTF-8 text (byte b'\\xed' at offset 12)" in capsys.readouterr().err
+    assert main(["decode", f"@{bad}", "--size", "2x2", "-o", str(tmp_path / "o.png")]) == 1
+    Image.fromarray(np.eye(4, dtype=np.uint8) * 255).save(tmp_path / "m.png")
+    bad.write_bytes(b"background\n\xffcat\n")
+    assert main(["encode", str(tmp_path / "m.png"), "--labels", str(bad)]) == 1
+    assert "not UTF-8" in capsys.readouterr().err

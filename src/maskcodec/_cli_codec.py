@@ -35,8 +35,14 @@ def _read_text(arg: str) -> str:
     if arg == "-":
         return sys.stdin.read()
     if arg.startswith("@"):
-        with open(arg[1:], encoding="utf-8") as fh:
-            return fh.read()
+        try:
+            with open(arg[1:], encoding="utf-8") as fh:
+                return fh.read()
+        except UnicodeDecodeError as exc:
+            from .cli import CLIError
+
+            raise CLIError(f"{arg[1:]}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} "
+                           f"at offset {exc.start})") from None
     if "<seg>" not in arg and "\n" not in arg and os.path.isfile(arg):
         from .cli import CLIError
 
@@ -55,7 +61,8 @@ def _size(text: str) -> tuple[int, int]:
     from .cli import CLIError
 
     parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    # isascii: str.isdigit also takes "²" and other digits that int() refuses
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
         raise CLIError(f"--size must be WIDTHxHEIGHT with positive integers, got {text!r}")
     return int(parts[1]), int(parts[0])
 
@@ -80,7 +87,8 @@ def _read_names(path: str) -> dict[int, str]:
     with open(path, encoding="utf-8") as fh:
         lines = [ln.rstrip("\n") for ln in fh]
     explicit = all(
-        ln.split(None, 1)[0].rstrip(":").isdigit() for ln in lines if ln.strip() and not ln.startswith("#")
+        ln.split(None, 1)[0].rstrip(":").isascii() and ln.split(None, 1)[0].rstrip(":").isdigit()
+        for ln in lines if ln.strip() and not ln.startswith("#")
     )
     i = 0
     for ln in lines:

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except (MaskcodecError, CLIError) as exc:
         print(f"maskcodec {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except UnicodeDecodeError as exc:  # a text file (@FILE, names, templates) that is not UTF-8
+        print(f"maskcodec {args.command}: error: a file is not UTF-8 text: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"maskcodec {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
