@@ -6,6 +6,7 @@ Correctness only: no assertion here looks at a time.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -128,3 +129,17 @@ def test_batch_benchmark_checks_batched_against_one_by_one():
     result = bench.run(5, threads=(1, 2), repeat=1)
     assert all(v > 0 for v in result["us_per_mask"].values())
     assert "decode_masks_stack: threads=2 speed-up over threads=1" in bench.format_table(result)
+
+
+def test_hostile_benchmark_runs_every_case_small(tmp_path, capsys):
+    bench = _load("bench_hostile")
+    for name, (build, _) in bench.CASES.items():  # every builder, called in this process
+        text, call, cells = build(0.002)
+        assert text and cells > 0
+        call(text)
+    out = tmp_path / "r.json"
+    cases = ["irle_star1", "parse_all_empty", "boxes_full"]
+    assert bench.main([*(f"--case={c}" for c in cases), "--scale", "0.01", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert set(rows) == set(cases) and all(r["error"] is None and r["input_bytes"] > 0 for r in rows.values())
+    assert "| irle_star1 |" in capsys.readouterr().out
