@@ -289,3 +289,14 @@ def test_encode_masks_refuse_a_label_map_with_one_label_like_encode_mask(tmp_pat
     Image.fromarray(binary).save(path)
     rgb = np.repeat(binary[:, :, None], 3, axis=2)
     assert mc.encode_masks([path, rgb, binary], "dog", grid=3) == [mc.encode_mask(binary, "dog", grid=3)] * 3
+
+
+def test_decode_masks_refuses_a_batch_over_max_pixels_before_allocating():
+    texts = ["<seg>others *1\n</seg>"] * 5
+    # each mask fits, the batch does not: refused with the count, not a numpy MemoryError
+    with pytest.raises(mc.InputError, match="batch of 5 masks holds 5000000000 pixels"):
+        mc.decode_masks(texts, size=(40000, 25000), grid=1)
+    with pytest.raises(mc.InputError, match="max_pixels=100"):
+        mc.decode_masks(texts[:2], size=[(10, 6), (10, 5)], grid=1, max_pixels=100)
+    assert mc.decode_masks(texts[:2], size=[(10, 5), (10, 5)], grid=1, max_pixels=100)[1].shape == (10, 5)
+    assert mc.decode_masks(texts, size=(4, 5), grid=1, max_pixels=100).shape == (5, 4, 5)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._errors import InputError, MaskcodecError
 from ._labels import check_label
-from .grid import as_size
+from .grid import MAX_PIXELS, as_size
 from .quantize import MAX_GRID_SIDE, Method, as_grid, as_mask, nearest_index
 from .text import (
     Format,
@@ -257,6 +257,14 @@ def _is_size(size: object) -> bool:
     )
 
 
+def _check_total(pixels: int, n: int, max_pixels: int) -> None:
+    if pixels > max_pixels:
+        raise InputError(
+            f"the batch of {n} masks holds {pixels} pixels, more than max_pixels={max_pixels}; "
+            "decode it in chunks or pass a larger max_pixels"
+        )
+
+
 def decode_masks(
     texts,
     /,
@@ -274,6 +282,7 @@ def decode_masks(
     via=None,
     class_table=None,
     out: np.ndarray | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray | list[np.ndarray]:
     """Decode many answers to boolean masks: ``decode_mask`` for each text, faster.
 
@@ -295,6 +304,11 @@ def decode_masks(
         Writing into memory already touched skips the page faults of a
         fresh allocation, which cost more than the decoding itself and do
         not get faster with threads.
+    max_pixels : int
+        The most pixels the whole batch may hold (default
+        :data:`~maskcodec.MAX_PIXELS`, 2**30, one GiB of bool): a larger batch
+        raises :class:`~maskcodec.InputError` before anything is allocated.
+        Pass a larger value, or decode in chunks, to go past it.
 
     Returns
     -------
@@ -322,8 +336,9 @@ def decode_masks(
             raise TypeError(f"texts[{k}] must be a str, got {type(t).__name__}")
     one = _is_size(size)
     if one:
-        h, w = as_size(size)
+        h, w = as_size(size, max_pixels=max_pixels)
         sizes = [(h, w)] * n
+        _check_total(n * h * w, n, max_pixels)
         if out is None:
             result = np.empty((n, h, w), dtype=bool)
         elif not isinstance(out, np.ndarray):
@@ -344,7 +359,10 @@ def decode_masks(
             raise TypeError(f"size must be (height, width) or a sequence of them, got {size!r}")
         if len(size) != n:
             raise InputError(f"got {len(size)} sizes for {n} texts; give one size or one per text")
-        sizes = [as_size(tuple(s) if isinstance(s, list) else s, f"size[{k}]") for k, s in enumerate(size)]
+        sizes = [
+            as_size(tuple(s) if isinstance(s, list) else s, f"size[{k}]", max_pixels) for k, s in enumerate(size)
+        ]
+        _check_total(sum(a * b for a, b in sizes), n, max_pixels)
         areas = np.array([a * b for a, b in sizes], dtype=np.int64)
         offs = np.zeros(n, dtype=np.int64)
         np.cumsum(areas[:-1], out=offs[1:])
