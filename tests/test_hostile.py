@@ -293,3 +293,19 @@ def test_cli_files_that_are_not_utf8(tmp_path, capsys):
     bad.write_bytes(b"background\n\xffcat\n")
     assert main(["encode", str(tmp_path / "m.png"), "--labels", str(bad)]) == 1
     assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_encode_mask_path_refuses_a_decompression_bomb_from_the_header(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import maskcodec.grid
+
+    p = tmp_path / "big.png"
+    Image.fromarray(np.zeros((40, 30), np.uint8)).save(p)
+    monkeypatch.setattr(maskcodec.grid, "MAX_PIXELS", 1000)  # 40x30 = 1200 pixels is "too big" here
+    with pytest.raises(mc.InputError, match=r"big.png: the image is 30x40, more than MAX_PIXELS=1000"):
+        mc.encode_mask(str(p), "dog")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(mc.InputError, match="bad.png: cannot read the image"):
+        mc.encode_mask(str(bad), "dog")

@@ -142,10 +142,23 @@ def _coerce_input(mask, where: str = "mask"):
         path = os.fspath(mask)
         if not os.path.isfile(path):
             raise InputError(f"{where}: no such file {path!r} (a mask is an array, a PIL image or a path)")
-        with Image.open(path) as img:
-            img.load()
-            where = path
-            mask = img.copy()
+        from PIL import UnidentifiedImageError
+
+        from .grid import MAX_PIXELS
+
+        try:
+            with Image.open(path) as img:
+                w, h = img.size  # from the header: refuse a decompression bomb before decoding a pixel
+                if w * h > MAX_PIXELS:
+                    raise InputError(f"{path}: the image is {w}x{h}, more than MAX_PIXELS={MAX_PIXELS} pixels")
+                img.load()
+                mask = img.copy()
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError,
+                EOFError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"{path}: cannot read the image ({type(exc).__name__}: {str(exc)[:200]})") from None
+        where = path
     mod = type(mask).__module__ or ""
     if mod.startswith("torch") and hasattr(mask, "detach") and hasattr(mask, "cpu"):
         mask = mask.detach().cpu().numpy()
